@@ -1,0 +1,228 @@
+// Package chatd wires the chat server together: it opens the database,
+// builds the features (accounts, rooms, messages, presence) around the
+// event log and the delivery hub, and serves the HTTP API and pages.
+// cmd/chatd parses flags and signals and calls New; the black-box tests do
+// the same through the real binary.
+package chatd
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"chatd/auth"
+	"chatd/comet"
+	"chatd/events"
+	"chatd/messages"
+	"chatd/presence"
+	"chatd/rooms"
+	"chatd/store"
+)
+
+//go:embed schema.sql
+var schemaV1 string
+
+// migrations brings a database from schema version i to i+1. A release
+// that changes the schema appends a step; steps are never edited.
+var migrations = []string{schemaV1}
+
+// Config is the server's configuration. Zero fields take the defaults.
+type Config struct {
+	// DB is the SQLite database file (default chatd.db).
+	DB string
+	// PresenceTimeout is how long a client may go without polling before it
+	// counts as gone (default 60s).
+	PresenceTimeout time.Duration
+	// ReplayWindow is how far back a cursor may replay (default 168h).
+	ReplayWindow time.Duration
+	// PostRate is how many messages per second a user may post on average
+	// (default 5; negative: unlimited); PostBurst how many at once
+	// (default 20).
+	PostRate  float64
+	PostBurst int
+	// QueueSize is how many recent events each user's queue keeps in memory
+	// (default 512).
+	QueueSize int
+	// Hashes bounds the password hashes running at once (default: the
+	// number of CPUs).
+	Hashes int
+	// TrustProxy takes client addresses from X-Forwarded-For.
+	TrustProxy bool
+	// Logger receives the server's logs (default: discard).
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.DB == "" {
+		c.DB = "chatd.db"
+	}
+	if c.PresenceTimeout <= 0 {
+		c.PresenceTimeout = 60 * time.Second
+	}
+	if c.ReplayWindow <= 0 {
+		c.ReplayWindow = 168 * time.Hour
+	}
+	if c.PostRate == 0 {
+		c.PostRate = 5
+	}
+	if c.PostBurst <= 0 {
+		c.PostBurst = 20
+	}
+	if c.Hashes <= 0 {
+		c.Hashes = runtime.NumCPU()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is a running chatd: the features, the hub and the HTTP handler.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *store.DB
+	events   *events.Log
+	hub      *comet.Hub
+	auth     *auth.Service
+	rooms    *rooms.Service
+	messages *messages.Service
+	presence *presence.Tracker
+	metrics  *metrics
+	handler  http.Handler
+
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closing sync.Once
+}
+
+// New opens the database (creating and migrating it as needed) and builds
+// the server. Its background work (presence timeouts, queue and log
+// pruning) runs until Close.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.defaults()
+	db, err := store.Open(ctx, cfg.DB, migrations)
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(ctx, cfg, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.background()
+	return s, nil
+}
+
+func build(ctx context.Context, cfg Config, db *store.DB) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Logger, db: db, stop: make(chan struct{})}
+	s.metrics = newMetrics()
+	var err error
+	if s.events, err = events.Open(ctx, db, cfg.ReplayWindow); err != nil {
+		return nil, err
+	}
+	s.hub = comet.New(s.events, s.events.Last(), comet.Config{
+		QueueSize: cfg.QueueSize,
+		IdleQueue: 2 * cfg.PresenceTimeout,
+		Observe:   s.metrics.observeDelivery,
+	})
+	s.events.PublishTo(countingPublisher{s.hub, s.metrics})
+	s.rooms = rooms.New(db, s.events, nil)
+	if s.auth, err = auth.New(ctx, db, s.log, auth.Config{Hashes: cfg.Hashes, TrustProxy: cfg.TrustProxy}, s.rooms); err != nil {
+		return nil, err
+	}
+	s.rooms.SetAuth(s.auth)
+	if s.presence, err = presence.New(ctx, db, s.events, s.hub, s.log, cfg.PresenceTimeout); err != nil {
+		return nil, err
+	}
+	s.auth.SetPresence(s.presence)
+	rate := cfg.PostRate
+	if rate < 0 {
+		rate = 0
+	}
+	s.messages = messages.New(db, s.events, s.rooms, messages.Config{Rate: rate, Burst: cfg.PostBurst})
+	s.metrics.watch(s)
+	if s.handler, err = s.routes(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// countingPublisher counts events on their way to the hub.
+type countingPublisher struct {
+	hub *comet.Hub
+	m   *metrics
+}
+
+func (p countingPublisher) Publish(ev comet.Event, to []int64, everyone bool) {
+	p.m.events.Inc()
+	p.hub.Publish(ev, to, everyone)
+}
+
+// ServeHTTP serves the API and the pages.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Auth returns the accounts feature (for the operator's commands).
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+func (s *Server) background() {
+	defer s.wg.Done()
+	tick := max(100*time.Millisecond, min(time.Second, s.cfg.PresenceTimeout/10))
+	presenceT := time.NewTicker(tick)
+	defer presenceT.Stop()
+	queuesT := time.NewTicker(30 * time.Second)
+	defer queuesT.Stop()
+	pruneT := time.NewTicker(10 * time.Minute)
+	defer pruneT.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-presenceT.C:
+			s.presence.Sweep(ctx, now)
+		case now := <-queuesT.C:
+			s.hub.Sweep(now)
+		case <-pruneT.C:
+			if err := s.events.Prune(ctx); err != nil {
+				s.log.Error("pruning the event log", "err", err)
+			}
+		}
+	}
+}
+
+// Drain answers every pending poll and makes new polls answer at once: the
+// first step of a graceful shutdown, before the HTTP server stops.
+func (s *Server) Drain() { s.hub.Close() }
+
+// Close stops the background work, lets queued writes finish and closes
+// the database.
+func (s *Server) Close() error {
+	var err error
+	s.closing.Do(func() {
+		s.hub.Close()
+		close(s.stop)
+		s.wg.Wait()
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("chatd: close database: %w", cerr)
+		}
+	})
+	return err
+}
+
+// Health reports whether the database can be read and written.
+func (s *Server) Health(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := s.db.Health(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the database did not answer in time", store.ErrUnavailable)
+	}
+	return err
+}

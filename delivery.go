@@ -1,0 +1,164 @@
+package chatd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"chatd/api"
+	"chatd/auth"
+	"chatd/comet"
+	"chatd/rooms"
+)
+
+// Long-poll timeouts, in seconds.
+const (
+	defaultPollTimeout = 25
+	maxPollTimeout     = 55
+)
+
+// PollParams are the query parameters of GET /api/events.
+type PollParams struct {
+	Cursor    int64
+	HasCursor bool
+	Timeout   time.Duration
+}
+
+// ParsePoll reads cursor, timeout and wait from a query. A timeout over the
+// maximum is lowered to it; wait=0 means answer at once.
+func ParsePoll(q url.Values) (PollParams, error) {
+	p := PollParams{Timeout: defaultPollTimeout * time.Second}
+	if v := q.Get("cursor"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return p, api.Errorf(api.InvalidArgument, "cursor must be a non-negative integer, not %q", truncate(v))
+		}
+		p.Cursor, p.HasCursor = n, true
+	}
+	if v := q.Get("timeout"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 || math.IsNaN(secs) {
+			return p, api.Errorf(api.InvalidArgument, "timeout must be a number of seconds from 0 to %d, not %q", maxPollTimeout, truncate(v))
+		}
+		p.Timeout = time.Duration(min(secs, maxPollTimeout) * float64(time.Second))
+	}
+	if v := q.Get("wait"); v != "" {
+		switch v {
+		case "0", "false":
+			p.Timeout = 0
+		case "1", "true":
+		default:
+			return p, api.Errorf(api.InvalidArgument, "wait must be 0 or 1, not %q", truncate(v))
+		}
+	}
+	return p, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	id, _ := auth.FromContext(r.Context())
+	p, err := ParsePoll(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if !p.HasCursor {
+		p.Cursor = s.events.Last()
+	} else if err := s.events.Check(ctx, p.Cursor); err != nil {
+		return err
+	}
+	s.presence.PollStarted(ctx, id.User, id.Client, r)
+	defer s.presence.PollEnded(id.Client)
+
+	res, err := s.hub.Poll(ctx, comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout})
+	switch {
+	case errors.Is(err, comet.ErrSuperseded):
+		return &api.Error{Code: api.Superseded, Message: "a newer poll from this client took over; wait at least 2 s before polling again", RetryAfter: 2 * time.Second}
+	case errors.Is(err, comet.ErrRevoked):
+		return api.Errorf(api.Unauthenticated, "your session has ended")
+	case errors.Is(err, context.Canceled):
+		return nil // the client went away; nobody reads an answer
+	case err != nil:
+		return err
+	}
+	api.WriteRaw(w, http.StatusOK, encodePoll(res))
+	return nil
+}
+
+// encodePoll writes a poll answer from the events' pre-encoded JSON.
+func encodePoll(res comet.Result) []byte {
+	n := 40
+	for _, e := range res.Events {
+		n += len(e.JSON) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"cursor":`...)
+	b = strconv.AppendInt(b, res.Cursor, 10)
+	b = append(b, `,"events":[`...)
+	for i, e := range res.Events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e.JSON...)
+	}
+	b = append(b, "]}"...)
+	return b
+}
+
+func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) error {
+	id, _ := auth.FromContext(r.Context())
+	s.presence.ClientGone(r.Context(), id.User, id.Client)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleState answers a snapshot of what the caller sees, consistent with
+// the cursor it carries: the rooms and members are read in the same
+// database snapshot as the cursor.
+func (s *Server) handleState(w http.ResponseWriter, r *http.Request) error {
+	id, _ := auth.FromContext(r.Context())
+	ctx := r.Context()
+	tx, err := s.db.Reader().BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer tx.Rollback()
+	var cursor int64
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&cursor); err != nil {
+		return fmt.Errorf("state: cursor: %w", err)
+	}
+	visible, err := rooms.Visible(ctx, tx, id.User.ID)
+	if err != nil {
+		return err
+	}
+	joined, err := rooms.Joined(ctx, tx, id.User.ID)
+	if err != nil {
+		return err
+	}
+	peers, err := rooms.Peers(ctx, tx, id.User.ID)
+	if err != nil {
+		return err
+	}
+	people := make([]auth.UserJSON, len(peers))
+	for i, u := range peers {
+		people[i] = s.auth.View(u)
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{
+		"user":     s.auth.View(id.User),
+		"rooms":    rooms.ListView(visible, joined),
+		"presence": people,
+		"cursor":   cursor,
+	})
+	return nil
+}

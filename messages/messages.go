@@ -1,0 +1,373 @@
+// Package messages owns chat messages: the content pipeline that makes
+// text and HTML safe, posting to rooms and to users, history, edits and
+// deletions, and the per-user posting rate limit.
+package messages
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"chatd/api"
+	"chatd/auth"
+	"chatd/events"
+	"chatd/rooms"
+	"chatd/store"
+)
+
+// Message is a stored message.
+type Message struct {
+	ID      int64
+	Room    string
+	User    string
+	UserID  int64
+	Content Content
+	TS      time.Time
+	Edited  time.Time // zero when never edited
+}
+
+// JSON is a message as the API shows it.
+type JSON struct {
+	ID       int64  `json:"id"`
+	Room     string `json:"room"`
+	User     string `json:"user"`
+	Text     string `json:"text"`
+	HTML     string `json:"html"`
+	TS       string `json:"ts"`
+	EditedTS string `json:"edited_ts,omitempty"`
+}
+
+// View returns the message as the API shows it.
+func (m Message) View() JSON {
+	j := JSON{ID: m.ID, Room: m.Room, User: m.User, Text: m.Content.Text, HTML: m.Content.HTML, TS: api.Time(m.TS)}
+	if !m.Edited.IsZero() {
+		j.EditedTS = api.Time(m.Edited)
+	}
+	return j
+}
+
+// Rooms is what messages needs from the rooms feature.
+type Rooms interface {
+	DirectRoom(ctx context.Context, tx *store.Tx, a, b auth.User) (rooms.Room, error)
+}
+
+// Config tunes the messages feature.
+type Config struct {
+	// Rate is how many messages a user may post per second on average
+	// (0: no limit); Burst how many at once.
+	Rate  float64
+	Burst int
+}
+
+// Service is the messages feature.
+type Service struct {
+	db     *store.DB
+	events *events.Log
+	rooms  Rooms
+	cfg    Config
+
+	mu       sync.Mutex
+	limiters map[int64]*limiter
+}
+
+type limiter struct {
+	lim  *rate.Limiter
+	used time.Time
+}
+
+// New returns the messages feature.
+func New(db *store.DB, log *events.Log, r Rooms, cfg Config) *Service {
+	if cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(cfg.Rate*4))
+	}
+	return &Service{db: db, events: log, rooms: r, cfg: cfg, limiters: make(map[int64]*limiter)}
+}
+
+// allow charges one message to the user's budget, returning RateLimited
+// with the wait when it is spent.
+func (s *Service) allow(userID int64) error {
+	if s.cfg.Rate <= 0 {
+		return nil
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.limiters[userID]
+	if l == nil {
+		if len(s.limiters) >= 100_000 {
+			for k, v := range s.limiters {
+				if now.Sub(v.used) > time.Minute {
+					delete(s.limiters, k)
+				}
+			}
+		}
+		l = &limiter{lim: rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst)}
+		s.limiters[userID] = l
+	}
+	l.used = now
+	r := l.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return &api.Error{Code: api.RateLimited, Message: "you are posting too fast; slow down", RetryAfter: d}
+	}
+	return nil
+}
+
+// Post adds a message to the room. It returns Forbidden when the user is
+// not a member, and RateLimited when they post too fast.
+func (s *Service) Post(ctx context.Context, u auth.User, roomName string, c Content) (Message, error) {
+	if err := s.allow(u.ID); err != nil {
+		return Message{}, err
+	}
+	var m Message
+	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		r, err := rooms.ByName(ctx, tx, roomName)
+		if err != nil {
+			return err
+		}
+		in, err := rooms.IsMember(ctx, tx, r.ID, u.ID)
+		if err != nil {
+			return err
+		}
+		if !in {
+			return api.Errorf(api.Forbidden, "join %q before posting to it", roomName)
+		}
+		m, err = s.insert(ctx, tx, r, u, c)
+		return err
+	})
+	return m, err
+}
+
+// PostDirect sends a direct message to the user called to, in the direct
+// room the two share (made on first use).
+func (s *Service) PostDirect(ctx context.Context, u auth.User, to string, c Content) (Message, error) {
+	if err := s.allow(u.ID); err != nil {
+		return Message{}, err
+	}
+	var m Message
+	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		peer, err := auth.UserByName(ctx, tx, to)
+		if err != nil {
+			return err
+		}
+		if peer.Banned {
+			return api.Errorf(api.Forbidden, "%s is banned", peer.Name)
+		}
+		r, err := s.rooms.DirectRoom(ctx, tx, u, peer)
+		if err != nil {
+			return err
+		}
+		m, err = s.insert(ctx, tx, r, u, c)
+		return err
+	})
+	return m, err
+}
+
+func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, u auth.User, c Content) (Message, error) {
+	now := time.Now()
+	var id int64
+	err := tx.QueryRowContext(ctx, "INSERT INTO messages (room_id, user_id, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+		r.ID, u.ID, c.Text, c.HTML, now.UnixMilli()).Scan(&id)
+	if err != nil {
+		return Message{}, fmt.Errorf("messages: post to %s: %w", r.Name, err)
+	}
+	m := Message{ID: id, Room: r.Name, User: u.Name, UserID: u.ID, Content: c, TS: time.UnixMilli(now.UnixMilli())}
+	return m, s.announce(ctx, tx, "message", r.ID, m)
+}
+
+func (s *Service) announce(ctx context.Context, tx *store.Tx, typ string, roomID int64, m Message) error {
+	body, err := json.Marshal(m.View())
+	if err != nil {
+		return fmt.Errorf("messages: encode: %w", err)
+	}
+	_, err = s.events.Append(ctx, tx, events.Event{
+		Body:     events.Body{Type: typ, Room: m.Room, User: m.User, Message: body},
+		Audience: events.RoomMembers,
+		RoomID:   roomID,
+	})
+	return err
+}
+
+const msgCols = "m.id, r.name, u.name, m.user_id, m.text, m.html, m.created_at, m.edited_at"
+
+func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var ts int64
+	var edited sql.NullInt64
+	if err := row.Scan(&m.ID, &m.Room, &m.User, &m.UserID, &m.Content.Text, &m.Content.HTML, &ts, &edited); err != nil {
+		return Message{}, err
+	}
+	m.TS = time.UnixMilli(ts)
+	if edited.Valid {
+		m.Edited = time.UnixMilli(edited.Int64)
+	}
+	return m, nil
+}
+
+// byID returns a live message and its room id, or NotFound.
+func byID(ctx context.Context, q auth.Querier, id int64) (Message, int64, error) {
+	var roomID int64
+	row := q.QueryRowContext(ctx, "SELECT "+msgCols+", m.room_id FROM messages m JOIN rooms r ON r.id = m.room_id JOIN users u ON u.id = m.user_id WHERE m.id = ? AND m.deleted_at IS NULL", id)
+	var m Message
+	var ts int64
+	var edited sql.NullInt64
+	err := row.Scan(&m.ID, &m.Room, &m.User, &m.UserID, &m.Content.Text, &m.Content.HTML, &ts, &edited, &roomID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, 0, api.Errorf(api.NotFound, "no message %d", id)
+	}
+	if err != nil {
+		return Message{}, 0, fmt.Errorf("messages: message %d: %w", id, err)
+	}
+	m.TS = time.UnixMilli(ts)
+	if edited.Valid {
+		m.Edited = time.UnixMilli(edited.Int64)
+	}
+	return m, roomID, nil
+}
+
+// History returns up to limit messages of the room older than before (all
+// when before is 0), oldest first. Members, and anyone for public rooms,
+// may read it.
+func (s *Service) History(ctx context.Context, u auth.User, roomName string, before int64, limit int) ([]Message, error) {
+	q := s.db.Reader()
+	r, err := rooms.ByName(ctx, q, roomName)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := rooms.CanSee(ctx, q, r, u)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, api.Errorf(api.Forbidden, "%q is a private room", roomName)
+	}
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := q.QueryContext(ctx, "SELECT "+msgCols+` FROM messages m JOIN rooms r ON r.id = m.room_id JOIN users u ON u.id = m.user_id
+		WHERE m.room_id = ? AND m.id < ? AND m.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?`, r.ID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("messages: history of %s: %w", roomName, err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("messages: history of %s: %w", roomName, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("messages: history of %s: %w", roomName, err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// Edit replaces a message's content; only its author may.
+func (s *Service) Edit(ctx context.Context, u auth.User, id int64, c Content) (Message, error) {
+	var m Message
+	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		old, roomID, err := byID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if old.UserID != u.ID {
+			return api.Errorf(api.Forbidden, "only its author may edit a message")
+		}
+		now := time.UnixMilli(time.Now().UnixMilli())
+		if _, err := tx.ExecContext(ctx, "UPDATE messages SET text = ?, html = ?, edited_at = ? WHERE id = ?", c.Text, c.HTML, now.UnixMilli(), id); err != nil {
+			return fmt.Errorf("messages: edit %d: %w", id, err)
+		}
+		m = old
+		m.Content = c
+		m.Edited = now
+		return s.announce(ctx, tx, "message_edited", roomID, m)
+	})
+	return m, err
+}
+
+// Delete removes a message; its author or an admin may. The content is
+// erased from the database, not just hidden.
+func (s *Service) Delete(ctx context.Context, u auth.User, id int64) error {
+	return s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		m, roomID, err := byID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if m.UserID != u.ID && !u.IsAdmin() {
+			return api.Errorf(api.Forbidden, "only its author or an admin may delete a message")
+		}
+		return s.remove(ctx, tx, u, m, roomID)
+	})
+}
+
+func (s *Service) remove(ctx context.Context, tx *store.Tx, by auth.User, m Message, roomID int64) error {
+	if _, err := tx.ExecContext(ctx, "UPDATE messages SET text = '', html = '', deleted_at = ? WHERE id = ?", time.Now().UnixMilli(), m.ID); err != nil {
+		return fmt.Errorf("messages: delete %d: %w", m.ID, err)
+	}
+	_, err := s.events.Append(ctx, tx, events.Event{
+		Body:     events.Body{Type: "message_deleted", Room: m.Room, User: m.User, MessageID: m.ID, By: by.Name},
+		Audience: events.RoomMembers,
+		RoomID:   roomID,
+	})
+	return err
+}
+
+// DeleteRecent removes the user's messages posted since the given time, on
+// an admin's word, inside tx. It returns how many were removed.
+func (s *Service) DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.User, userID int64, since time.Time) (int, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT m.id FROM messages m WHERE m.user_id = ? AND m.created_at >= ? AND m.deleted_at IS NULL ORDER BY m.id", userID, since.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("messages: recent of %d: %w", userID, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("messages: recent of %d: %w", userID, err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		m, roomID, err := byID(ctx, tx, id)
+		if err != nil {
+			return 0, err
+		}
+		if err := s.remove(ctx, tx, admin, m, roomID); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// Recent returns the newest messages across all rooms, newest first (for
+// moderation).
+func (s *Service) Recent(ctx context.Context, limit int) ([]Message, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, "SELECT "+msgCols+` FROM messages m JOIN rooms r ON r.id = m.room_id JOIN users u ON u.id = m.user_id
+		WHERE m.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("messages: recent: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("messages: recent: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

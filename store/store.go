@@ -1,0 +1,343 @@
+// Package store opens chatd's SQLite database and owns its one writer.
+//
+// Readers use a pool of connections. Every write goes through Write, which
+// hands the work to a single writer goroutine. The writer runs the work of
+// many concurrent callers in one transaction, each inside its own savepoint,
+// and commits them with a single fsync (synchronous=FULL). A caller's work
+// that fails is rolled back to its savepoint without disturbing the others.
+// Callbacks registered with Tx.OnCommit run in commit order after the commit
+// succeeded, which is where events are published.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// ErrUnavailable reports that the database cannot take writes right now (the
+// disk is full, the file is read-only, or the store is closed).
+var ErrUnavailable = errors.New("store: database unavailable")
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = fmt.Errorf("%w: closed", ErrUnavailable)
+
+// maxBatch bounds how many callers share one transaction.
+const maxBatch = 512
+
+// DB is an open chatd database.
+type DB struct {
+	read  *sql.DB
+	write *sql.DB
+
+	reqs    chan *request
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.RWMutex // held for reading while queueing, for writing to close
+	closed  bool
+	closing sync.Once
+
+	commits   atomic.Int64 // transactions committed
+	batched   atomic.Int64 // callers committed
+	lastErr   atomic.Value // string: the last commit failure, "" when healthy
+	healthyAt atomic.Int64 // unix ms of the last successful commit
+}
+
+// Tx is one caller's share of a group-committed transaction.
+type Tx struct {
+	*sql.Tx
+	onCommit []func()
+}
+
+// OnCommit registers fn to run after the transaction has committed, in
+// commit order with every other caller's callbacks. fn must not block.
+func (tx *Tx) OnCommit(fn func()) { tx.onCommit = append(tx.onCommit, fn) }
+
+type request struct {
+	fn   func(ctx context.Context, tx *Tx) error
+	errc chan error
+	tx   Tx
+}
+
+// Open opens (creating if needed) the database at path, applies the
+// migrations that it has not seen yet, and starts the writer. migrations[i]
+// brings the schema from version i to i+1.
+func Open(ctx context.Context, path string, migrations []string) (*DB, error) {
+	q := url.Values{}
+	q.Set("_busy_timeout", "5000")
+	q.Set("_foreign_keys", "on")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := migrate(ctx, write, migrations); err != nil {
+		write.Close()
+		return nil, err
+	}
+
+	rq := url.Values{}
+	rq.Set("_busy_timeout", "5000")
+	rq.Set("_foreign_keys", "on")
+	rq.Set("_query_only", "true")
+	read, err := sql.Open("sqlite3", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open readers %s: %w", path, err)
+	}
+	n := max(4, runtime.NumCPU()*2)
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+
+	db := &DB{
+		read:  read,
+		write: write,
+		reqs:  make(chan *request, maxBatch),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	db.lastErr.Store("")
+	db.healthyAt.Store(time.Now().UnixMilli())
+	go db.writer()
+	return db, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this chatd (%d)", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store: migrate to %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store: migrate to %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// Reader returns the pool of read-only connections.
+func (db *DB) Reader() *sql.DB { return db.read }
+
+// Write runs fn in the writer's transaction and returns once the transaction
+// committed to disk (or failed). fn must do only database work: it shares a
+// transaction with other callers. When fn returns an error its changes are
+// rolled back and the error is returned; when the commit fails every
+// caller gets an error wrapping ErrUnavailable. If ctx ends while the work
+// is still queued, the work is dropped and ctx's error returned; once it has
+// started it runs to completion.
+func (db *DB) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	req := &request{fn: fn, errc: make(chan error, 1)}
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case db.reqs <- req:
+		db.mu.RUnlock()
+	case <-ctx.Done():
+		db.mu.RUnlock()
+		return ctx.Err()
+	}
+	// Once queued, the work will run: wait for its result even if ctx ends,
+	// so that a caller never reports failure for a committed write.
+	return <-req.errc
+}
+
+func (db *DB) writer() {
+	defer close(db.done)
+	batch := make([]*request, 0, maxBatch)
+	for {
+		var first *request
+		select {
+		case first = <-db.reqs:
+		case <-db.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-db.reqs:
+					db.commit([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// commit runs one group transaction.
+func (db *DB) commit(batch []*request) {
+	ctx := context.Background()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		db.failAll(batch, err)
+		return
+	}
+	ok := 0
+	for _, r := range batch {
+		r.tx = Tx{Tx: tx}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			r.errc <- db.unavailable(err)
+			r.errc = nil
+			continue
+		}
+		if err := runSafely(ctx, r); err != nil {
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+				tx.Rollback()
+				r.errc <- err
+				r.errc = nil
+				db.failAll(batch, rerr)
+				return
+			}
+			tx.ExecContext(ctx, "RELEASE w")
+			if isStorageErr(err) {
+				err = db.unavailable(err)
+			}
+			r.errc <- err
+			r.errc = nil
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			tx.Rollback()
+			db.failAll(batch, err)
+			return
+		}
+		ok++
+	}
+	if err := tx.Commit(); err != nil {
+		tx.Rollback()
+		db.failAll(batch, err)
+		return
+	}
+	db.commits.Add(1)
+	db.batched.Add(int64(ok))
+	db.lastErr.Store("")
+	db.healthyAt.Store(time.Now().UnixMilli())
+	for _, r := range batch {
+		if r.errc == nil {
+			continue
+		}
+		for _, fn := range r.tx.onCommit {
+			fn()
+		}
+		r.errc <- nil
+	}
+}
+
+func runSafely(ctx context.Context, r *request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: write panicked: %v", p)
+		}
+	}()
+	return r.fn(ctx, &r.tx)
+}
+
+func (db *DB) failAll(batch []*request, err error) {
+	err = db.unavailable(err)
+	for _, r := range batch {
+		if r.errc != nil {
+			r.errc <- err
+			r.errc = nil
+		}
+	}
+}
+
+func (db *DB) unavailable(err error) error {
+	db.lastErr.Store(err.Error())
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// isStorageErr reports whether err comes from the storage rather than from
+// the caller's logic: a full disk, a read-only file, an I/O error.
+func isStorageErr(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCorrupt, sqlite3.ErrCantOpen, sqlite3.ErrNotADB:
+		return true
+	}
+	return false
+}
+
+// Health checks that the database can be read and written: it reads a row
+// and runs an empty write through the writer. It returns an error wrapping
+// ErrUnavailable when it cannot.
+func (db *DB) Health(ctx context.Context) error {
+	var n int
+	if err := db.read.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n); err != nil {
+		return fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+	}
+	err := db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('health', 0) ON CONFLICT (key) DO UPDATE SET value = value + 1")
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
+// Stats reports how many transactions and writes were committed.
+func (db *DB) Stats() (commits, writes int64) { return db.commits.Load(), db.batched.Load() }
+
+// Close stops the writer after the queued writes are done and closes the
+// database.
+func (db *DB) Close() error {
+	var err error
+	db.closing.Do(func() {
+		db.mu.Lock()
+		db.closed = true
+		db.mu.Unlock()
+		close(db.stop)
+		<-db.done
+		db.write.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+		err = errors.Join(db.read.Close(), db.write.Close())
+	})
+	return err
+}
