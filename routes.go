@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"chatd/api"
+	"chatd/web"
 )
 
 // routes builds the HTTP handler: the API, health and metrics, behind the
@@ -23,6 +24,11 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("/api/", api.Handler(s.log, func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
+	pages, err := web.New(pageAuth{s}, s.log)
+	if err != nil {
+		return nil, err
+	}
+	pages.Register(mux)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.Handle("GET /metrics", s.metrics.handler())
 
@@ -39,4 +45,15 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// pageAuth tells the pages who is signed in, from the session cookie.
+type pageAuth struct{ s *Server }
+
+func (a pageAuth) Viewer(r *http.Request) (web.Viewer, bool) {
+	id, err := a.s.auth.Identify(r)
+	if err != nil {
+		return web.Viewer{}, false
+	}
+	return web.Viewer{Name: id.User.Name, Role: id.User.Role}, true
 }
