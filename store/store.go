@@ -62,9 +62,18 @@ type Tx struct {
 func (tx *Tx) OnCommit(fn func()) { tx.onCommit = append(tx.onCommit, fn) }
 
 type request struct {
-	fn   func(ctx context.Context, tx *Tx) error
-	errc chan error
-	tx   Tx
+	fn       func(ctx context.Context, tx *Tx) error
+	errc     chan error // written once by the writer
+	answered bool       // owned by the writer
+	tx       Tx
+}
+
+// answer sends the request's result, once.
+func (r *request) answer(err error) {
+	if !r.answered {
+		r.answered = true
+		r.errc <- err
+	}
 }
 
 // Open opens (creating if needed) the database at path, applies the
@@ -158,7 +167,8 @@ func (db *DB) Reader() *sql.DB { return db.read }
 // is still queued, the work is dropped and ctx's error returned; once it has
 // started it runs to completion.
 func (db *DB) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	req := &request{fn: fn, errc: make(chan error, 1)}
+	errc := make(chan error, 1)
+	req := &request{fn: fn, errc: errc}
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
@@ -173,7 +183,7 @@ func (db *DB) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) er
 	}
 	// Once queued, the work will run: wait for its result even if ctx ends,
 	// so that a caller never reports failure for a committed write.
-	return <-req.errc
+	return <-errc
 }
 
 func (db *DB) writer() {
@@ -220,15 +230,13 @@ func (db *DB) commit(batch []*request) {
 	for _, r := range batch {
 		r.tx = Tx{Tx: tx}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-			r.errc <- db.unavailable(err)
-			r.errc = nil
+			r.answer(db.unavailable(err))
 			continue
 		}
 		if err := runSafely(ctx, r); err != nil {
 			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
 				tx.Rollback()
-				r.errc <- err
-				r.errc = nil
+				r.answer(err)
 				db.failAll(batch, rerr)
 				return
 			}
@@ -236,8 +244,7 @@ func (db *DB) commit(batch []*request) {
 			if isStorageErr(err) {
 				err = db.unavailable(err)
 			}
-			r.errc <- err
-			r.errc = nil
+			r.answer(err)
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
@@ -257,13 +264,13 @@ func (db *DB) commit(batch []*request) {
 	db.lastErr.Store("")
 	db.healthyAt.Store(time.Now().UnixMilli())
 	for _, r := range batch {
-		if r.errc == nil {
+		if r.answered {
 			continue
 		}
 		for _, fn := range r.tx.onCommit {
 			fn()
 		}
-		r.errc <- nil
+		r.answer(nil)
 	}
 }
 
@@ -279,10 +286,7 @@ func runSafely(ctx context.Context, r *request) (err error) {
 func (db *DB) failAll(batch []*request, err error) {
 	err = db.unavailable(err)
 	for _, r := range batch {
-		if r.errc != nil {
-			r.errc <- err
-			r.errc = nil
-		}
+		r.answer(err)
 	}
 }
 

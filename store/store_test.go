@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+const testSchema = `CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE);`
+
+func mustOpen(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), []string{testSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConcurrentWritesAreGroupedAndIsolated(t *testing.T) {
+	db := mustOpen(t)
+	ctx := context.Background()
+	const n = 400
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var order []int
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+				v := fmt.Sprint(i)
+				if i%10 == 0 {
+					v = "duplicate" // all but the first of these fail
+				}
+				if _, err := tx.ExecContext(ctx, "INSERT INTO items (v) VALUES (?)", v); err != nil {
+					return err
+				}
+				tx.OnCommit(func() { mu.Lock(); order = append(order, i); mu.Unlock() })
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed != n/10-1 {
+		t.Fatalf("%d writes failed, want %d (the duplicates)", failed, n/10-1)
+	}
+	var rows int
+	db.Reader().QueryRow("SELECT count(*) FROM items").Scan(&rows)
+	if rows != n-failed || len(order) != rows {
+		t.Fatalf("%d rows and %d commit callbacks, want %d", rows, len(order), n-failed)
+	}
+	commits, writes := db.Stats()
+	t.Logf("%d writes in %d commits", writes, commits)
+	if commits >= writes {
+		t.Errorf("no grouping: %d commits for %d writes", commits, writes)
+	}
+}
+
+func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
+	db := mustOpen(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		tx.ExecContext(ctx, "INSERT INTO items (v) VALUES ('half')")
+		tx.OnCommit(func() { t.Error("callback of a failed write ran") })
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	var n int
+	db.Reader().QueryRow("SELECT count(*) FROM items WHERE v = 'half'").Scan(&n)
+	if n != 0 {
+		t.Fatal("a failed write left a row behind")
+	}
+}
+
+func TestWriteAfterCloseFails(t *testing.T) {
+	db := mustOpen(t)
+	db.Close()
+	err := db.Write(context.Background(), func(ctx context.Context, tx *Tx) error { return nil })
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write after close: %v", err)
+	}
+}
+
+func TestMigrationsApplyOnceInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	ctx := context.Background()
+	db, err := Open(ctx, path, []string{testSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// A later release adds a migration: it runs on the existing database.
+	db, err = Open(ctx, path, []string{testSchema, "ALTER TABLE items ADD COLUMN extra TEXT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	db.Reader().QueryRow("PRAGMA user_version").Scan(&v)
+	db.Close()
+	if v != 2 {
+		t.Fatalf("user_version = %d, want 2", v)
+	}
+	// An older binary refuses a newer database rather than corrupt it.
+	if _, err := Open(ctx, path, []string{testSchema}); err == nil {
+		t.Fatal("an older schema list opened a newer database")
+	}
+}
+
+func TestSynchronousFull(t *testing.T) {
+	db := mustOpen(t)
+	var mode, sync int
+	var jm string
+	db.write.QueryRow("PRAGMA journal_mode").Scan(&jm)
+	db.write.QueryRow("PRAGMA synchronous").Scan(&sync)
+	db.write.QueryRow("PRAGMA foreign_keys").Scan(&mode)
+	if jm != "wal" || sync != 2 || mode != 1 {
+		t.Fatalf("journal_mode=%s synchronous=%d foreign_keys=%d, want wal, 2 (FULL), 1", jm, sync, mode)
+	}
+}
