@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"chatd/admin"
 	"chatd/auth"
 	"chatd/comet"
 	"chatd/events"
@@ -93,6 +94,7 @@ type Server struct {
 	rooms    *rooms.Service
 	messages *messages.Service
 	presence *presence.Tracker
+	admin    *admin.Service
 	metrics  *metrics
 	handler  http.Handler
 
@@ -147,6 +149,14 @@ func build(ctx context.Context, cfg Config, db *store.DB) (*Server, error) {
 		rate = 0
 	}
 	s.messages = messages.New(db, s.events, s.rooms, messages.Config{Rate: rate, Burst: cfg.PostBurst})
+	s.admin, err = admin.New(ctx, db, s.log, admin.Deps{
+		Accounts: s.auth, Rooms: s.rooms, Messages: s.messages,
+		Events: s.events, Hub: s.hub, Presence: s.presence,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.messages.SetAuditor(s.admin)
 	s.metrics.watch(s)
 	if s.handler, err = s.routes(); err != nil {
 		return nil, err
@@ -171,6 +181,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // Auth returns the accounts feature (for the operator's commands).
 func (s *Server) Auth() *auth.Service { return s.auth }
 
+// Admin returns the admin feature (for the operator's commands).
+func (s *Server) Admin() *admin.Service { return s.admin }
+
 func (s *Server) background() {
 	defer s.wg.Done()
 	tick := max(100*time.Millisecond, min(time.Second, s.cfg.PresenceTimeout/10))
@@ -178,7 +191,9 @@ func (s *Server) background() {
 	defer presenceT.Stop()
 	queuesT := time.NewTicker(30 * time.Second)
 	defer queuesT.Stop()
-	pruneT := time.NewTicker(10 * time.Minute)
+	// Prune often enough that the replay window is kept to within a
+	// quarter of its length.
+	pruneT := time.NewTicker(max(time.Second, min(10*time.Minute, s.cfg.ReplayWindow/4)))
 	defer pruneT.Stop()
 	ctx := context.Background()
 	for {

@@ -52,6 +52,12 @@ func (m Message) View() JSON {
 	return j
 }
 
+// Auditor writes moderation to the audit log inside the transaction that
+// does it (the admin feature).
+type Auditor interface {
+	Record(ctx context.Context, tx *store.Tx, admin auth.User, action, target, detail string) error
+}
+
 // Rooms is what messages needs from the rooms feature.
 type Rooms interface {
 	DirectRoom(ctx context.Context, tx *store.Tx, a, b auth.User) (rooms.Room, error)
@@ -71,6 +77,7 @@ type Service struct {
 	events *events.Log
 	rooms  Rooms
 	cfg    Config
+	audit  Auditor
 
 	mu       sync.Mutex
 	limiters map[int64]*limiter
@@ -88,6 +95,9 @@ func New(db *store.DB, log *events.Log, r Rooms, cfg Config) *Service {
 	}
 	return &Service{db: db, events: log, rooms: r, cfg: cfg, limiters: make(map[int64]*limiter)}
 }
+
+// SetAuditor connects the audit log (wired after both exist).
+func (s *Service) SetAuditor(a Auditor) { s.audit = a }
 
 // allow charges one message to the user's budget, returning RateLimited
 // with the wait when it is spent.
@@ -127,7 +137,7 @@ func (s *Service) Post(ctx context.Context, u auth.User, roomName string, c Cont
 	}
 	var m Message
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		r, err := rooms.ByName(ctx, tx, roomName)
+		r, err := rooms.Find(ctx, tx, roomName)
 		if err != nil {
 			return err
 		}
@@ -298,17 +308,36 @@ func (s *Service) Edit(ctx context.Context, u auth.User, id int64, c Content) (M
 
 // Delete removes a message; its author or an admin may. The content is
 // erased from the database, not just hidden.
+//
+// An admin deleting someone else's message is moderation: it is written to
+// the audit log in the same transaction.
 func (s *Service) Delete(ctx context.Context, u auth.User, id int64) error {
 	return s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		m, roomID, err := byID(ctx, tx, id)
+		m, err := s.DeleteTx(ctx, tx, u, id)
 		if err != nil {
 			return err
 		}
-		if m.UserID != u.ID && !u.IsAdmin() {
-			return api.Errorf(api.Forbidden, "only its author or an admin may delete a message")
+		if m.UserID != u.ID && s.audit != nil {
+			return s.audit.Record(ctx, tx, u, "message.delete", m.User, fmt.Sprintf("message %d in %s", m.ID, m.Room))
 		}
-		return s.remove(ctx, tx, u, m, roomID)
+		return nil
 	})
+}
+
+// DeleteTx is Delete inside tx, without the audit record (the admin
+// feature writes its own); it returns the message as it was.
+func (s *Service) DeleteTx(ctx context.Context, tx *store.Tx, u auth.User, id int64) (Message, error) {
+	m, roomID, err := byID(ctx, tx, id)
+	if err != nil {
+		return Message{}, err
+	}
+	if m.UserID != u.ID && !u.IsAdmin() {
+		return Message{}, api.Errorf(api.Forbidden, "only its author or an admin may delete a message")
+	}
+	if err := s.remove(ctx, tx, u, m, roomID); err != nil {
+		return Message{}, err
+	}
+	return m, nil
 }
 
 func (s *Service) remove(ctx context.Context, tx *store.Tx, by auth.User, m Message, roomID int64) error {
@@ -352,11 +381,12 @@ func (s *Service) DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.Use
 	return len(ids), nil
 }
 
-// Recent returns the newest messages across all rooms, newest first (for
-// moderation).
+// Recent returns the newest messages across public and private rooms,
+// newest first (for moderation; direct messages stay between their two
+// people).
 func (s *Service) Recent(ctx context.Context, limit int) ([]Message, error) {
 	rows, err := s.db.Reader().QueryContext(ctx, "SELECT "+msgCols+` FROM messages m JOIN rooms r ON r.id = m.room_id JOIN users u ON u.id = m.user_id
-		WHERE m.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?`, limit)
+		WHERE m.deleted_at IS NULL AND r.kind != 'direct' ORDER BY m.id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("messages: recent: %w", err)
 	}

@@ -104,6 +104,21 @@ func ByName(ctx context.Context, q Querier, name string) (Room, error) {
 	return r, nil
 }
 
+// Find returns the live room with the name like ByName, but without the
+// member count and peers, which cost a scan of the room's members: the
+// posting path needs only the id.
+func Find(ctx context.Context, q Querier, name string) (Room, error) {
+	var r Room
+	err := q.QueryRowContext(ctx, "SELECT id, name, topic, kind FROM rooms WHERE name = ? AND deleted_at IS NULL", name).Scan(&r.ID, &r.Name, &r.Topic, &r.Kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Room{}, api.Errorf(api.NotFound, "no room called %q", name)
+	}
+	if err != nil {
+		return Room{}, fmt.Errorf("rooms: room %q: %w", name, err)
+	}
+	return r, nil
+}
+
 // IsMember reports whether the user is a member of the room now.
 func IsMember(ctx context.Context, q Querier, roomID, userID int64) (bool, error) {
 	var n int
@@ -216,6 +231,25 @@ func Visible(ctx context.Context, q Querier, userID int64) ([]Room, error) {
 	return out, nil
 }
 
+// All returns the live public and private rooms, by name, at most limit
+// (for moderation; direct rooms stay between their two people).
+func All(ctx context.Context, q Querier, limit int) ([]Room, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+roomCols+" FROM rooms r WHERE r.deleted_at IS NULL AND r.kind != 'direct' ORDER BY r.name LIMIT ?", limit)
+	if err != nil {
+		return nil, fmt.Errorf("rooms: list all: %w", err)
+	}
+	defer rows.Close()
+	var out []Room
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, fmt.Errorf("rooms: list all: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // Joined returns the names of the rooms the user is a member of now.
 func Joined(ctx context.Context, q Querier, userID int64) (map[string]bool, error) {
 	rows, err := q.QueryContext(ctx, "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ? AND m.until_event IS NULL AND r.deleted_at IS NULL", userID)
@@ -320,6 +354,22 @@ func (s *Service) Create(ctx context.Context, creator auth.User, name, topic str
 		return err
 	})
 	return room, err
+}
+
+// CreateTx is Create inside tx (for the admin feature, which writes its
+// audit record in the same transaction).
+func (s *Service) CreateTx(ctx context.Context, tx *store.Tx, creator auth.User, name, topic string, private bool) (Room, error) {
+	if err := ValidName(name); err != nil {
+		return Room{}, err
+	}
+	if err := ValidTopic(topic); err != nil {
+		return Room{}, err
+	}
+	kind := Public
+	if private {
+		kind = Private
+	}
+	return s.create(ctx, tx, creator, name, topic, kind)
 }
 
 func (s *Service) create(ctx context.Context, tx *store.Tx, creator auth.User, name, topic, kind string) (Room, error) {
@@ -454,41 +504,47 @@ func (s *Service) Leave(ctx context.Context, u auth.User, name string) (Room, er
 
 // SetTopic changes the room's topic; members (and admins) may.
 func (s *Service) SetTopic(ctx context.Context, u auth.User, name, topic string) (Room, error) {
+	var room Room
+	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		var err error
+		room, err = s.SetTopicTx(ctx, tx, u, name, topic)
+		return err
+	})
+	return room, err
+}
+
+// SetTopicTx is SetTopic inside tx.
+func (s *Service) SetTopicTx(ctx context.Context, tx *store.Tx, u auth.User, name, topic string) (Room, error) {
 	if err := ValidTopic(topic); err != nil {
 		return Room{}, err
 	}
-	var room Room
-	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		r, err := ByName(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		in, err := IsMember(ctx, tx, r.ID, u.ID)
-		if err != nil {
-			return err
-		}
-		if !in && !u.IsAdmin() {
-			return api.Errorf(api.Forbidden, "only members of %q can set its topic", name)
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE rooms SET topic = ? WHERE id = ?", topic, r.ID); err != nil {
-			return fmt.Errorf("rooms: topic of %s: %w", name, err)
-		}
-		r.Topic = topic
-		ev := events.Event{
-			Body:     events.Body{Type: "room_updated", Room: r.Name, User: u.Name, Kind: r.Kind, Topic: &topic},
-			Audience: events.RoomMembers,
-			RoomID:   r.ID,
-		}
-		if r.Kind == Public {
-			ev.Audience = events.Everyone
-		}
-		if _, err := s.events.Append(ctx, tx, ev); err != nil {
-			return err
-		}
-		room = r
-		return nil
-	})
-	return room, err
+	r, err := ByName(ctx, tx, name)
+	if err != nil {
+		return Room{}, err
+	}
+	in, err := IsMember(ctx, tx, r.ID, u.ID)
+	if err != nil {
+		return Room{}, err
+	}
+	if !in && !u.IsAdmin() {
+		return Room{}, api.Errorf(api.Forbidden, "only members of %q can set its topic", name)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE rooms SET topic = ? WHERE id = ?", topic, r.ID); err != nil {
+		return Room{}, fmt.Errorf("rooms: topic of %s: %w", name, err)
+	}
+	r.Topic = topic
+	ev := events.Event{
+		Body:     events.Body{Type: "room_updated", Room: r.Name, User: u.Name, Kind: r.Kind, Topic: &topic},
+		Audience: events.RoomMembers,
+		RoomID:   r.ID,
+	}
+	if r.Kind == Public {
+		ev.Audience = events.Everyone
+	}
+	if _, err := s.events.Append(ctx, tx, ev); err != nil {
+		return Room{}, err
+	}
+	return r, nil
 }
 
 // Kick removes a member from a room on an admin's word; the leave event

@@ -477,3 +477,36 @@ func TestGracefulShutdownAnswersPendingPolls(t *testing.T) {
 	}
 	t.Logf("shutdown with a pending poll took %v", time.Since(start))
 }
+
+func TestCursorOlderThanReplayWindowMustResync(t *testing.T) {
+	srv := startServer(t, "CHATD_REPLAY_WINDOW=2s")
+	alice := register(t, srv, "alice", "password1")
+	old := alice.state()
+	alice.post("lobby", "soon forgotten")
+	if a := alice.poll(old, 0); len(a.Events) == 0 {
+		t.Fatal("a fresh cursor replays nothing")
+	}
+	// Once the window has passed over the events after the old cursor,
+	// the old cursor must resynchronise.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&wait=0", old), nil)
+		if r.Status == 410 {
+			if r.ErrorCode() != "resync_required" {
+				t.Fatalf("410 with code %q", r.ErrorCode())
+			}
+			break
+		}
+		if r.Status != 200 || time.Now().After(deadline) {
+			t.Fatalf("old cursor after the window: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(100 * time.Millisecond) // the window is wall-clock time passing
+	}
+	// The state snapshot gives a cursor that works again.
+	fresh := alice.state()
+	alice.post("lobby", "after resync")
+	a := alice.poll(fresh, 5*time.Second)
+	if !containsMessage(a.Events, "after resync") {
+		t.Fatalf("poll from the fresh cursor: %+v", a)
+	}
+}
