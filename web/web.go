@@ -56,7 +56,8 @@ type staticFile struct {
 // contentSecurityPolicy is sent with every page and static file (a worker's
 // policy comes from its script's response). No inline script or style, no
 // eval, and HTML may only reach the DOM through the one Trusted Types
-// policy that inserts the server's sanitized message html.
+// policy that inserts the server's sanitized message html (the other policy
+// names the shared worker's script, which must be one of ours).
 const contentSecurityPolicy = "default-src 'self'; " +
 	"script-src 'self'; " +
 	"style-src 'self'; " +
@@ -70,7 +71,7 @@ const contentSecurityPolicy = "default-src 'self'; " +
 	"base-uri 'none'; " +
 	"object-src 'none'; " +
 	"require-trusted-types-for 'script'; " +
-	"trusted-types chatd-message-html"
+	"trusted-types chatd-message-html chatd-worker-url"
 
 // pageNames are the templates in templates/ that are whole pages; each is
 // parsed together with layout.html.

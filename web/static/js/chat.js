@@ -23,6 +23,15 @@ function roomNameOf(r) {
   return typeof r === 'string' ? r : (r && r.name) || '';
 }
 
+// hashRoom is the room named in the URL's fragment (#lobby), if any.
+function hashRoom() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return '';
+  }
+}
+
 class App {
   constructor() {
     this.me = { name: appRoot.dataset.user, role: appRoot.dataset.role };
@@ -32,7 +41,6 @@ class App {
     this.lastId = null; // the newest event applied; null until the state is in
     this.pending = []; // events that arrived before the state
     this.started = false;
-    this.connState = 'connecting';
     this.composer = $('composer');
     this.input = $('composer-input');
     this.view = new MessageView(this);
@@ -128,7 +136,7 @@ class App {
   }
 
   roomFromHash() {
-    const wanted = decodeURIComponent(location.hash.slice(1));
+    const wanted = hashRoom();
     if (wanted && this.rooms.has(wanted)) return wanted;
     if (this.rooms.has('lobby')) return 'lobby';
     const first = [...this.rooms.values()].find((e) => e.room.kind !== 'direct') || [...this.rooms.values()][0];
@@ -231,10 +239,14 @@ class App {
       case 'presence':
         return this.notePresence(user, ev.status || (ev.user && ev.user.status) || 'online');
       case 'room_created':
-      case 'room_updated':
-        if (ev.room && typeof ev.room === 'object') this.updateRoom(ev.room);
-        else if (this.rooms.has(roomNameOf(ev.room))) this.refreshRoom(roomNameOf(ev.room));
+      case 'room_updated': {
+        // These carry the room's kind and topic beside its name.
+        const room = roomNameOf(ev.room);
+        if (!this.rooms.has(room)) return false;
+        if (typeof ev.topic === 'string') this.updateRoom({ name: room, topic: ev.topic });
+        else this.refreshRoom(room);
         return false;
+      }
       case 'room_deleted': {
         const room = roomNameOf(ev.room);
         if (!this.rooms.delete(room)) return false;
@@ -274,7 +286,7 @@ class App {
     this.current = name;
     entry.unread = 0;
     entry.mentions = 0;
-    if (decodeURIComponent(location.hash.slice(1)) !== name) history.replaceState(null, '', `#${encodeURIComponent(name)}`);
+    if (hashRoom() !== name) history.replaceState(null, '', `#${encodeURIComponent(name)}`);
     this.showRoomHeader();
     this.sidebar.render();
     this.updateTitle();
@@ -494,7 +506,6 @@ class App {
 
   showStatus(status) {
     const node = $('conn-status');
-    this.connState = status.state;
     node.dataset.state = status.state;
     clearInterval(this.statusTimer);
     const render = () => {
@@ -537,7 +548,7 @@ class App {
       }
     });
     window.addEventListener('hashchange', () => {
-      const name = decodeURIComponent(location.hash.slice(1));
+      const name = hashRoom();
       if (this.rooms.has(name)) this.openRoom(name);
     });
 
@@ -642,15 +653,12 @@ function describeError(err) {
   return String(err && err.message ? err.message : err);
 }
 
-// peerFromRoom reads the other user of a direct room if the server says.
+// peerFromRoom reads the other user of a direct room from its "peers" (the
+// two users; one when talking to oneself).
 function peerFromRoom(room, me) {
-  if (room.kind !== 'direct') return null;
-  if (room.peer) return nameOf(room.peer);
-  if (Array.isArray(room.users)) {
-    const other = room.users.map(nameOf).find((n) => n.toLowerCase() !== me.toLowerCase());
-    return other || me;
-  }
-  return null;
+  if (room.kind !== 'direct' || !Array.isArray(room.peers) || !room.peers.length) return null;
+  const other = room.peers.map(nameOf).find((n) => n.toLowerCase() !== me.toLowerCase());
+  return other || me;
 }
 
 new App();

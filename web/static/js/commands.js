@@ -4,7 +4,7 @@
 //   /leave [room]    leave the open room or the named one      alias /part
 //   /me action       an action line: "* alice waves"
 //   /msg user text   a direct message                          alias /query
-//   /topic text      set the open room's topic
+//   /topic [text]    set the open room's topic, or show it
 //   /away [reason]   mark yourself away;  /back  online again
 //   /help            list the commands
 //   /kick user       (admins) remove a user from the open room
@@ -76,10 +76,15 @@ const commands = {
     },
   },
   topic: {
-    usage: '/topic text',
-    help: 'set the topic of the open room',
+    usage: '/topic [text]',
+    help: 'set the topic of the open room, or show it',
     async run(app, args) {
       need(app.current, 'You are not in a room.');
+      if (!args) {
+        const topic = app.rooms.get(app.current)?.room.topic;
+        app.notice(topic ? `The topic is: ${topic}` : `${app.roomLabel(app.current)} has no topic.`);
+        return;
+      }
       await app.setTopic(app.current, args);
     },
   },

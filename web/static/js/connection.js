@@ -16,6 +16,18 @@
 
 import { Poller } from './poller.js';
 
+// Under the page's Trusted Types policy a worker's URL must be vouched for:
+// only our own versioned static scripts are.
+const workerURLs = self.trustedTypes
+  ? trustedTypes.createPolicy('chatd-worker-url', {
+    createScriptURL(url) {
+      const u = new URL(url, location.href);
+      if (u.origin !== location.origin || !u.pathname.startsWith('/static/')) throw new TypeError(`chatd: refusing worker script ${url}`);
+      return u.href;
+    },
+  })
+  : { createScriptURL: (url) => url };
+
 const LOCK_NAME = 'chatd-poll-leader';
 const CHANNEL_NAME = 'chatd-poll';
 
@@ -88,7 +100,7 @@ class WorkerLink {
       fallback();
     };
     try {
-      const url = new URL('./poller-worker.js', import.meta.url);
+      const url = workerURLs.createScriptURL(new URL('./poller-worker.js', import.meta.url).href);
       const worker = new SharedWorker(url, { type: 'module', name: 'chatd-poller' });
       worker.addEventListener('error', fail);
       this.port = worker.port;

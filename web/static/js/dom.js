@@ -23,11 +23,6 @@ function append(node, children) {
   }
 }
 
-/** clear removes every child of node. */
-export function clear(node) {
-  node.replaceChildren();
-}
-
 /** $ finds one element by id, failing loudly if the template lacks it. */
 export function $(id) {
   const node = document.getElementById(id);

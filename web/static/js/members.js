@@ -61,10 +61,6 @@ export class MemberList {
     this.render();
   }
 
-  has(name) {
-    return this.names.has(String(name).toLowerCase());
-  }
-
   /** render redraws the list from the member names and the presence map. */
   render() {
     if (this.queue) return;

@@ -61,11 +61,6 @@ export class MessageView {
     return this.loadOlder(true);
   }
 
-  /** reload fetches the open room again (after a resync). */
-  reload() {
-    if (this.room) return this.open(this.room);
-  }
-
   async loadOlder(initial = false) {
     if (this.loading || this.complete || !this.room) return;
     const token = this.token;
@@ -174,8 +169,8 @@ export class MessageView {
     if (m.edited_ts) edited.title = `Edited ${longTime(m.edited_ts)}`;
 
     const frag = serverFragment(m.html);
-    if (action && stripLeadingText(frag, ACTION_PREFIX.trimEnd())) {
-      frag.prepend(el('span', { class: 'action-author' }, user));
+    if (action && stripLeadingText(frag, ACTION_PREFIX)) {
+      frag.prepend(el('span', { class: 'action-author' }, user), ' ');
     }
     highlightMentions(frag, me.name);
     const body = li.querySelector('.message-body');
@@ -231,9 +226,15 @@ export class MessageView {
 
   onClick(ev) {
     const button = ev.target.closest('button');
-    if (!button) return;
-    const li = button.closest('li.message');
+    const li = ev.target.closest('li.message');
     if (!li) return;
+    if (!button) {
+      // A tap on a message shows its actions on screens without hover.
+      if (ev.target.closest('a') || getSelection().toString()) return;
+      for (const other of this.list.querySelectorAll('li.selected')) if (other !== li) other.classList.remove('selected');
+      li.classList.toggle('selected');
+      return;
+    }
     const id = Number(li.dataset.id);
     if (button.classList.contains('edit')) this.startEdit(id);
     else if (button.classList.contains('delete')) this.confirmDelete(id, button);

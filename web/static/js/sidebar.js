@@ -132,7 +132,7 @@ export class Sidebar {
       return;
     }
     directory.replaceChildren(...rooms.map((r) => {
-      const joined = this.app.rooms.has(r.name);
+      const joined = r.joined ?? this.app.rooms.has(r.name);
       const count = typeof r.members === 'number' ? `${r.members} member${r.members === 1 ? '' : 's'}` : '';
       return el('li', {},
         el('div', { class: 'directory-room' },
