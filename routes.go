@@ -21,6 +21,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("GET /api/state", require(api.Handler(s.log, s.handleState)))
 	mux.Handle("GET /api/events", require(api.Handler(s.log, s.handleEvents)))
 	mux.Handle("POST /api/disconnect", require(api.Handler(s.log, s.handleDisconnect)))
+	s.admin.Routes(mux)
 	mux.Handle("/api/", api.Handler(s.log, func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -29,6 +30,9 @@ func (s *Server) routes() (http.Handler, error) {
 		return nil, err
 	}
 	pages.Register(mux)
+	if err := pages.RegisterAdmin(mux, s.admin); err != nil {
+		return nil, err
+	}
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.Handle("GET /metrics", s.metrics.handler())
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -75,6 +76,11 @@ type Service struct {
 	limits   *loginLimits
 	welcome  Welcomer
 	presence Presence
+
+	cache *identityCache
+
+	touchMu sync.Mutex
+	touched map[int64]time.Time // token id: when its use was last written
 }
 
 // New opens the accounts feature on db, loading (or on first start,
@@ -98,6 +104,8 @@ func New(ctx context.Context, db *store.DB, log *slog.Logger, cfg Config, welcom
 		cookies: cs,
 		limits:  newLoginLimits(),
 		welcome: welcome,
+		touched: make(map[int64]time.Time),
+		cache:   newIdentityCache(),
 	}, nil
 }
 
@@ -113,12 +121,33 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			return Identity{}, api.Errorf(api.Unauthenticated, "the Authorization header must be 'Bearer <token>'")
 		}
-		id, err := identityFromToken(ctx, s.db.Reader(), strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		now := time.Now()
+		if e, ok := s.cache.get("t:"+token, now); ok {
+			s.touchToken(ctx, e.id.TokenID, e.lastUsed)
+			return e.id, nil
+		}
+		epoch := s.cache.epoch()
+		id, lastUsed, err := identityFromToken(ctx, s.db.Reader(), token)
 		if errors.Is(err, errNoIdentity) {
 			return Identity{}, api.Errorf(api.Unauthenticated, "the token is not valid")
 		}
-		return id, err
+		if err != nil {
+			return Identity{}, err
+		}
+		s.cache.put("t:"+token, cachedIdentity{id: id, lastUsed: lastUsed, expires: now.Add(identityTTL)}, epoch)
+		s.touchToken(ctx, id.TokenID, lastUsed)
+		return id, nil
 	}
+	cookie, err := r.Cookie(CookieName)
+	if err != nil {
+		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
+	}
+	now := time.Now()
+	if e, ok := s.cache.get("c:"+cookie.Value, now); ok {
+		return e.id, nil
+	}
+	epoch := s.cache.epoch()
 	sess, err := s.cookies.Get(r, CookieName)
 	if err != nil || sess.IsNew {
 		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
@@ -131,7 +160,19 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 	if errors.Is(err, errNoIdentity) {
 		return Identity{}, api.Errorf(api.Unauthenticated, "your session has ended; sign in again")
 	}
-	return id, err
+	if err != nil {
+		return Identity{}, err
+	}
+	s.cache.put("c:"+cookie.Value, cachedIdentity{id: id, expires: now.Add(identityTTL)}, epoch)
+	return id, nil
+}
+
+// Forget drops the cached credentials of the user once tx commits. Every
+// change to a user's sessions, tokens, role or ban state must call it in
+// the transaction that makes the change, so the change takes effect at
+// once.
+func (s *Service) Forget(tx *store.Tx, userID int64) {
+	tx.OnCommit(func() { s.cache.forgetUser(userID) })
 }
 
 // Require wraps next so that it runs only for an authenticated caller,
@@ -214,81 +255,144 @@ func (s *Service) Register(w http.ResponseWriter, r *http.Request, name, passwor
 	return u, s.setCookie(w, r, sid)
 }
 
+// HashPassword checks a password's length and returns its argon2id hash.
+// Hashing takes tens of milliseconds of a core, so callers hash before they
+// start a write transaction, and pass the hash to CreateUserTx or
+// SetPasswordTx.
+func (s *Service) HashPassword(ctx context.Context, password string) (string, error) {
+	if err := ValidPassword(password); err != nil {
+		return "", err
+	}
+	return s.hasher.Hash(ctx, password)
+}
+
 // CreateUser creates an account from the operator's command line; role may
-// be "" (first account admin), "user" or "admin".
+// be "" (first account admin), "user" or "admin". The account joins the
+// lobby.
 func (s *Service) CreateUser(ctx context.Context, name, password, role string) (User, error) {
 	if err := ValidName(name); err != nil {
 		return User{}, err
 	}
-	if err := ValidPassword(password); err != nil {
-		return User{}, err
-	}
-	hash, err := s.hasher.Hash(ctx, password)
+	hash, err := s.HashPassword(ctx, password)
 	if err != nil {
 		return User{}, err
 	}
 	var u User
 	err = s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if u, err = insertUser(ctx, tx, name, hash, role); err != nil {
-			return err
-		}
-		if s.welcome != nil {
-			return s.welcome.Welcome(ctx, tx, u)
-		}
-		return nil
+		u, err = s.CreateUserTx(ctx, tx, name, hash, role, true)
+		return err
 	})
 	return u, err
+}
+
+// CreateUserTx creates an account with a password hash made by HashPassword
+// inside tx; role may be "" (first account admin), "user" or "admin". With
+// lobby set the account joins the lobby. It returns Conflict when the name
+// is taken and InvalidArgument for a bad name or role.
+func (s *Service) CreateUserTx(ctx context.Context, tx *store.Tx, name, hash, role string, lobby bool) (User, error) {
+	if err := ValidName(name); err != nil {
+		return User{}, err
+	}
+	if role != "" && role != RoleUser && role != RoleAdmin {
+		return User{}, api.Errorf(api.InvalidArgument, "a person's role is %q or %q, not %q", RoleUser, RoleAdmin, role)
+	}
+	if hash == "" {
+		return User{}, api.Errorf(api.InvalidArgument, "a person's account needs a password")
+	}
+	u, err := insertUser(ctx, tx, name, hash, role)
+	if err != nil {
+		return User{}, err
+	}
+	if lobby && s.welcome != nil {
+		if err := s.welcome.Welcome(ctx, tx, u); err != nil {
+			return User{}, err
+		}
+	}
+	return u, nil
 }
 
 // CreateBot creates a bot account and its first token, which is returned and
 // never stored in the clear. With lobby set the bot joins the lobby.
 func (s *Service) CreateBot(ctx context.Context, name string, lobby bool) (User, string, error) {
-	if err := ValidName(name); err != nil {
-		return User{}, "", err
-	}
 	var u User
 	var token string
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if u, err = insertUser(ctx, tx, name, "", RoleBot); err != nil {
-			return err
-		}
-		if lobby && s.welcome != nil {
-			if err := s.welcome.Welcome(ctx, tx, u); err != nil {
-				return err
-			}
-		}
-		token, err = createToken(ctx, tx, u.ID)
+		u, token, err = s.CreateBotTx(ctx, tx, name, lobby)
 		return err
 	})
 	return u, token, err
 }
 
+// CreateBotTx is CreateBot inside tx. It returns Conflict when the name is
+// taken.
+func (s *Service) CreateBotTx(ctx context.Context, tx *store.Tx, name string, lobby bool) (User, string, error) {
+	if err := ValidName(name); err != nil {
+		return User{}, "", err
+	}
+	u, err := insertUser(ctx, tx, name, "", RoleBot)
+	if err != nil {
+		return User{}, "", err
+	}
+	if lobby && s.welcome != nil {
+		if err := s.welcome.Welcome(ctx, tx, u); err != nil {
+			return User{}, "", err
+		}
+	}
+	token, err := createToken(ctx, tx, u.ID)
+	if err != nil {
+		return User{}, "", err
+	}
+	return u, token, nil
+}
+
+// ReplaceToken revokes every token of the bot and makes a new one inside
+// tx, returning it (it is stored only as a hash). A bot has one token at a
+// time, so its per-account limits are per-token limits. It returns
+// InvalidArgument when the user is not a bot.
+func ReplaceToken(ctx context.Context, tx *store.Tx, bot User) (string, error) {
+	if bot.Role != RoleBot {
+		return "", api.Errorf(api.InvalidArgument, "%s is not a bot: only bots have tokens", bot.Name)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE user_id = ?", bot.ID); err != nil {
+		return "", fmt.Errorf("auth: replace token of %s: %w", bot.Name, err)
+	}
+	return createToken(ctx, tx, bot.ID)
+}
+
 // SetPassword replaces a user's password (the operator's reset) and ends
 // their sessions.
 func (s *Service) SetPassword(ctx context.Context, name, password string) error {
-	if err := ValidPassword(password); err != nil {
-		return err
-	}
-	hash, err := s.hasher.Hash(ctx, password)
+	hash, err := s.HashPassword(ctx, password)
 	if err != nil {
 		return err
 	}
 	return s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		u, err := UserByName(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		if u.Role == RoleBot {
-			return api.Errorf(api.InvalidArgument, "%s is a bot: bots use tokens, not passwords", u.Name)
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE id = ?", hash, u.ID); err != nil {
-			return fmt.Errorf("auth: set password of %s: %w", name, err)
-		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM sessions WHERE user_id = ?", u.ID)
+		_, err := SetPasswordTx(ctx, tx, name, hash)
 		return err
 	})
+}
+
+// SetPasswordTx replaces the password of the user called name with a hash
+// made by HashPassword inside tx, and ends their sessions: a browser signed
+// in with the old password is signed out at its next request. It returns
+// NotFound for an unknown name and InvalidArgument for a bot.
+func SetPasswordTx(ctx context.Context, tx *store.Tx, name, hash string) (User, error) {
+	u, err := UserByName(ctx, tx, name)
+	if err != nil {
+		return User{}, err
+	}
+	if u.Role == RoleBot {
+		return User{}, api.Errorf(api.InvalidArgument, "%s is a bot: bots use tokens, not passwords", u.Name)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE id = ?", hash, u.ID); err != nil {
+		return User{}, fmt.Errorf("auth: set password of %s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE user_id = ?", u.ID); err != nil {
+		return User{}, fmt.Errorf("auth: end sessions of %s: %w", name, err)
+	}
+	return u, nil
 }
 
 // Login checks a name and password and signs the user in on w with a fresh
@@ -363,6 +467,7 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request, id Identity) er
 	ctx := r.Context()
 	if id.SessionKey != "" {
 		err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+			s.Forget(tx, id.User.ID)
 			_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE id = ?", id.SessionKey)
 			return err
 		})

@@ -157,24 +157,64 @@ func createToken(ctx context.Context, tx *store.Tx, userID int64) (string, error
 	return token, nil
 }
 
-// identityFromToken resolves a bearer token. It returns errNoIdentity when
+// identityFromToken resolves a bearer token and says when it was last
+// recorded as used (unix ms, 0 for never). It returns errNoIdentity when
 // the token is unknown or its user banned.
-func identityFromToken(ctx context.Context, q Querier, token string) (Identity, error) {
+func identityFromToken(ctx context.Context, q Querier, token string) (Identity, int64, error) {
 	want := tokenHash(token)
 	var id int64
 	var stored []byte
+	var lastUsed sql.NullInt64
 	u, err := scanUserWith(q.QueryRowContext(ctx,
-		"SELECT t.id, t.hash, u."+strings.ReplaceAll(userCols, ", ", ", u.")+" FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?", want), &id, &stored)
+		"SELECT t.id, t.hash, t.last_used, u."+strings.ReplaceAll(userCols, ", ", ", u.")+" FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?", want), &id, &stored, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Identity{}, errNoIdentity
+		return Identity{}, 0, errNoIdentity
 	}
 	if err != nil {
-		return Identity{}, fmt.Errorf("auth: token: %w", err)
+		return Identity{}, 0, fmt.Errorf("auth: token: %w", err)
 	}
 	if subtle.ConstantTimeCompare(stored, want) != 1 || u.Banned {
-		return Identity{}, errNoIdentity
+		return Identity{}, 0, errNoIdentity
 	}
-	return Identity{User: u, Client: fmt.Sprintf("t:%d", id), TokenID: id}, nil
+	return Identity{User: u, Client: fmt.Sprintf("t:%d", id), TokenID: id}, lastUsed.Int64, nil
+}
+
+// touchEvery is how stale tokens.last_used may grow: recording every use
+// would cost a write per request, so a token's use is written at most once
+// per interval.
+const touchEvery = time.Minute
+
+// touchToken records that the token is in use when its stored last use is
+// older than touchEvery. The write happens within the request (no goroutine
+// outlives it), and only one request per token and interval makes it.
+func (s *Service) touchToken(ctx context.Context, tokenID, lastUsed int64) {
+	now := time.Now()
+	if now.UnixMilli()-lastUsed < touchEvery.Milliseconds() {
+		return
+	}
+	s.touchMu.Lock()
+	if at, ok := s.touched[tokenID]; ok && now.Sub(at) < touchEvery {
+		s.touchMu.Unlock()
+		return
+	}
+	if len(s.touched) >= 100_000 {
+		// Entries older than the interval say nothing the database does
+		// not: drop them.
+		for k, at := range s.touched {
+			if now.Sub(at) >= touchEvery {
+				delete(s.touched, k)
+			}
+		}
+	}
+	s.touched[tokenID] = now
+	s.touchMu.Unlock()
+	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used = ? WHERE id = ?", now.UnixMilli(), tokenID)
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("auth: record token use", "token", tokenID, "err", err)
+	}
 }
 
 // identityFromSession resolves a session id from a cookie.

@@ -163,3 +163,49 @@ func passwordHash(ctx context.Context, q Querier, userID int64) (string, error) 
 	}
 	return h.String, nil
 }
+
+// Bot is a bot account with what the admin page shows of its tokens.
+type Bot struct {
+	User
+	// Tokens is how many working tokens the bot has (0: revoked).
+	Tokens int
+	// TokenCreated is when its newest token was made; LastUsed when one of
+	// its tokens was last used, to within a minute. Zero when none.
+	TokenCreated time.Time
+	LastUsed     time.Time
+}
+
+// ListBots returns the bots whose name contains search (all when empty),
+// ordered by name, at most limit.
+func ListBots(ctx context.Context, q Querier, search string, limit int) ([]Bot, error) {
+	rows, err := q.QueryContext(ctx, `SELECT u.id, u.name, u.role, u.banned, u.created_at, u.last_seen,
+			count(t.id), max(t.created_at), max(t.last_used)
+		FROM users u LEFT JOIN tokens t ON t.user_id = u.id
+		WHERE u.role = 'bot' AND instr(u.name_key, ?) > 0
+		GROUP BY u.id ORDER BY u.name_key LIMIT ?`, NameKey(search), limit)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list bots: %w", err)
+	}
+	defer rows.Close()
+	var out []Bot
+	for rows.Next() {
+		var b Bot
+		var created int64
+		var seen, tokenCreated, lastUsed sql.NullInt64
+		if err := rows.Scan(&b.ID, &b.Name, &b.Role, &b.Banned, &created, &seen, &b.Tokens, &tokenCreated, &lastUsed); err != nil {
+			return nil, fmt.Errorf("auth: list bots: %w", err)
+		}
+		b.Created = time.UnixMilli(created)
+		if seen.Valid {
+			b.LastSeen = time.UnixMilli(seen.Int64)
+		}
+		if tokenCreated.Valid {
+			b.TokenCreated = time.UnixMilli(tokenCreated.Int64)
+		}
+		if lastUsed.Valid {
+			b.LastUsed = time.UnixMilli(lastUsed.Int64)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}

@@ -4,8 +4,13 @@
 //
 // Usage:
 //
-//	chatd [flags]              serve (the default)
-//	chatd bots [flags]         create bot accounts and print their tokens
+//	chatd [flags]                                  serve (the default)
+//	chatd bots [flags]                             create bot accounts in bulk and print their tokens
+//	chatd user create NAME [-admin] [-password-stdin]  create a person's account
+//	chatd user passwd NAME                         set a password, read from standard input
+//	chatd user role NAME user|admin                change a person's role
+//	chatd bot create NAME                          create a bot and print its token
+//	chatd bot token NAME                           replace a bot's token and print the new one
 //
 // Every flag can also be set in the environment as CHATD_<NAME>, with
 // dashes as underscores (CHATD_ADDR, CHATD_PRESENCE_TIMEOUT, ...).
@@ -42,6 +47,10 @@ func main() {
 		err = serve(args)
 	case "bots":
 		err = bots(args, os.Stdout)
+	case "user":
+		err = userCommand(args, os.Stdin, os.Stdout, os.Stderr)
+	case "bot":
+		err = botCommand(args, os.Stdout, os.Stderr)
 	case "help":
 		usage(os.Stdout)
 	default:
@@ -63,6 +72,8 @@ func usage(w io.Writer) {
   chatd bots [flags]     create bot accounts in bulk and print "name<TAB>token"
   chatd help             this text
 
+Operator commands (each takes -db FILE, default chatd.db or $CHATD_DB):
+`+operatorHelp+`
 Every flag may also be given in the environment as CHATD_<NAME>.
 `)
 }

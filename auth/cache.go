@@ -1,0 +1,97 @@
+package auth
+
+import (
+	"sync"
+	"time"
+)
+
+// identityTTL is how long a resolved credential is trusted without asking
+// the database again. Changes made by this process (logout, bans, role
+// changes, revoked tokens) drop the affected entries at once; the TTL only
+// bounds how long a change made by another process (an operator command
+// on the same database file) takes to be seen.
+const identityTTL = 5 * time.Second
+
+// maxCached bounds the cache's memory.
+const maxCached = 200_000
+
+// identityCache remembers recently resolved credentials (a session cookie's
+// value or a bearer token), so a long-poll does not cost a database query
+// and a cookie decode every time.
+type identityCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedIdentity
+	// gens counts the invalidations of each user: a lookup that started
+	// before an invalidation must not cache what it read.
+	gens  map[int64]uint64
+	total uint64 // invalidations so far
+	floor uint64 // lookups from before this epoch may not cache (gens was cleared)
+}
+
+type cachedIdentity struct {
+	id       Identity
+	lastUsed int64 // tokens: the stored last use, for touchToken
+	expires  time.Time
+}
+
+func newIdentityCache() *identityCache {
+	return &identityCache{entries: make(map[string]cachedIdentity), gens: make(map[int64]uint64)}
+}
+
+func (c *identityCache) get(key string, now time.Time) (cachedIdentity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || now.After(e.expires) {
+		return cachedIdentity{}, false
+	}
+	return e, true
+}
+
+// epoch returns a token to pass to put: the count of invalidations so far.
+func (c *identityCache) epoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// put caches e unless its user was invalidated since epoch was read (the
+// database answer may predate the change).
+func (c *identityCache) put(key string, e cachedIdentity, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gens[e.id.User.ID] > epoch || c.floor > epoch {
+		return
+	}
+	if len(c.entries) >= maxCached {
+		now := time.Now()
+		for k, v := range c.entries {
+			if now.After(v.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxCached {
+			clear(c.entries)
+		}
+	}
+	c.entries[key] = e
+}
+
+// forgetUser drops every cached credential of the user.
+func (c *identityCache) forgetUser(userID int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total++
+	c.gens[userID] = c.total
+	if len(c.gens) > maxCached {
+		// Old generations only matter to lookups in flight; a lookup
+		// older than every entry is refused by total below.
+		clear(c.gens)
+		c.floor = c.total
+	}
+	for k, v := range c.entries {
+		if v.id.User.ID == userID {
+			delete(c.entries, k)
+		}
+	}
+}
