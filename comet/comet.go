@@ -45,7 +45,8 @@ var (
 
 // Config tunes a Hub. Zero fields take the defaults.
 type Config struct {
-	// QueueSize is how many recent events a user's queue keeps in memory.
+	// QueueSize is how many recent events a user's queue keeps in memory
+	// at least; it holds at most twice as many.
 	QueueSize int
 	// BatchLimit is the most events one poll answer carries.
 	BatchLimit int
@@ -137,15 +138,17 @@ func (h *Hub) push(q *queue, e *Event) {
 	if e.ID <= q.since || (len(q.events) > 0 && e.ID <= q.events[len(q.events)-1].ID) {
 		return
 	}
-	q.events = append(q.events, e)
-	if n := len(q.events); n > h.cfg.QueueSize {
-		drop := n - h.cfg.QueueSize
+	if len(q.events) >= 2*h.cfg.QueueSize {
+		// Keep the newest QueueSize events. Trimming only when twice that
+		// many have gathered makes the copy cost O(1) per event; copying
+		// rather than reslicing lets the dropped events be freed.
+		drop := len(q.events) - h.cfg.QueueSize
 		q.since = q.events[drop-1].ID
-		// Copy rather than reslice, so the dropped events can be freed.
-		kept := make([]*Event, h.cfg.QueueSize, h.cfg.QueueSize+h.cfg.QueueSize/4)
+		kept := make([]*Event, h.cfg.QueueSize, 2*h.cfg.QueueSize)
 		copy(kept, q.events[drop:])
 		q.events = kept
 	}
+	q.events = append(q.events, e)
 	if q.waiting {
 		close(q.wake)
 		q.wake = make(chan struct{})

@@ -162,7 +162,7 @@ func TestNewerPollSupersedesOlder(t *testing.T) {
 func TestReplayFromLogWhenQueueDoesNotReach(t *testing.T) {
 	checkNoLeak(t)
 	l := &memLog{}
-	h := New(l, 0, Config{QueueSize: 4, BatchLimit: 3})
+	h := New(l, 0, Config{QueueSize: 2, BatchLimit: 3})
 	// The user's queue exists (they polled once) and then overflows.
 	h.Poll(context.Background(), Request{User: 1, Client: "a"})
 	for id := int64(1); id <= 10; id++ {
@@ -202,8 +202,8 @@ func TestQueueMemoryIsBounded(t *testing.T) {
 	for id := int64(1); id <= 10_000; id++ {
 		h.Publish(Event{ID: id}, []int64{1}, false)
 	}
-	if q, e := h.Queues(); q != 1 || e > 16 {
-		t.Fatalf("queues %d holding %d events, want 1 holding at most 16", q, e)
+	if q, e := h.Queues(); q != 1 || e > 32 {
+		t.Fatalf("queues %d holding %d events, want 1 holding at most 32", q, e)
 	}
 	// Users who never poll get no queue at all.
 	for id := int64(10_001); id <= 10_100; id++ {
