@@ -170,9 +170,9 @@ type countingPublisher struct {
 	m   *metrics
 }
 
-func (p countingPublisher) Publish(ev comet.Event, to []int64, everyone bool) {
-	p.m.events.Inc()
-	p.hub.Publish(ev, to, everyone)
+func (p countingPublisher) PublishBatch(batch []comet.Delivery) {
+	p.m.events.Add(float64(len(batch)))
+	p.hub.PublishBatch(batch)
 }
 
 // ServeHTTP serves the API and the pages.

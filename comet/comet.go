@@ -79,6 +79,7 @@ type Hub struct {
 	last    int64 // the newest event published; new queues start after it
 	queues  map[int64]*queue
 	clients map[string]*poll // the pending poll of each client
+	woken   []*queue         // queues to wake once a publication is done
 }
 
 type queue struct {
@@ -86,6 +87,7 @@ type queue struct {
 	events   []*Event // ascending ids; trimmed from the front
 	wake     chan struct{}
 	waiting  bool // a poll holds wake: close it on the next event
+	marked   bool // in h.woken, to be woken at the end of this publication
 	polls    int  // pending polls on this queue
 	lastUsed time.Time
 }
@@ -111,27 +113,57 @@ func New(log Log, last int64, cfg Config) *Hub {
 	}
 }
 
+// Delivery is one event with the users who may see it.
+type Delivery struct {
+	Event Event
+	To    []int64
+	// Everyone delivers the event to every user with a queue.
+	Everyone bool
+}
+
 // Publish appends ev to the queues of the users in to (or of every user with
 // a queue, when everyone is set) and wakes their pending polls. Events must
 // be published in increasing id order. Users without a queue in memory will
 // read the event from the log.
 func (h *Hub) Publish(ev Event, to []int64, everyone bool) {
-	ev.Published = time.Now()
-	e := &ev
+	h.PublishBatch([]Delivery{{Event: ev, To: to, Everyone: everyone}})
+}
+
+// PublishBatch publishes the events of one commit together: every queue
+// gets its events before any pending poll is woken, so a poll answers with
+// all of them at once rather than one answer each.
+func (h *Hub) PublishBatch(batch []Delivery) {
+	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.last = max(h.last, ev.ID)
-	if everyone {
-		for _, q := range h.queues {
-			h.push(q, e)
+	for i := range batch {
+		d := &batch[i]
+		// A copy of its own: queues keep the event after the caller reuses
+		// the batch.
+		e := new(Event)
+		*e = d.Event
+		e.Published = now
+		h.last = max(h.last, e.ID)
+		if d.Everyone {
+			for _, q := range h.queues {
+				h.push(q, e)
+			}
+			continue
 		}
-		return
-	}
-	for _, u := range to {
-		if q := h.queues[u]; q != nil {
-			h.push(q, e)
+		for _, u := range d.To {
+			if q := h.queues[u]; q != nil {
+				h.push(q, e)
+			}
 		}
 	}
+	for _, q := range h.woken {
+		q.marked = false
+		close(q.wake)
+		q.wake = make(chan struct{})
+		q.waiting = false
+	}
+	clear(h.woken)
+	h.woken = h.woken[:0]
 }
 
 func (h *Hub) push(q *queue, e *Event) {
@@ -149,10 +181,9 @@ func (h *Hub) push(q *queue, e *Event) {
 		q.events = kept
 	}
 	q.events = append(q.events, e)
-	if q.waiting {
-		close(q.wake)
-		q.wake = make(chan struct{})
-		q.waiting = false
+	if q.waiting && !q.marked {
+		q.marked = true
+		h.woken = append(h.woken, q)
 	}
 }
 

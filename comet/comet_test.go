@@ -319,3 +319,28 @@ func TestConcurrentPublishAndPoll(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishBatchWakesOnceWithEveryEvent(t *testing.T) {
+	checkNoLeak(t)
+	l := &memLog{}
+	h := New(l, 0, Config{})
+	got := make(chan Result, 1)
+	go func() {
+		r, _ := h.Poll(context.Background(), Request{User: 1, Client: "a", Timeout: 10 * time.Second})
+		got <- r
+	}()
+	waitFor(t, func() bool { return h.Pending() == 1 })
+	batch := []Delivery{}
+	for id := int64(1); id <= 5; id++ {
+		batch = append(batch, Delivery{Event: l.add(id, 1), To: []int64{1}})
+	}
+	h.PublishBatch(batch)
+	// The caller may reuse its batch: the hub must have kept copies.
+	for i := range batch {
+		batch[i].Event = Event{ID: 999}
+	}
+	r := <-got
+	if fmt.Sprint(ids(r.Events)) != "[1 2 3 4 5]" {
+		t.Fatalf("one poll answer = %v, want all five events of the commit", ids(r.Events))
+	}
+}

@@ -67,7 +67,7 @@ type Event struct {
 // Publisher delivers committed events to the users who may see them. The
 // comet hub implements it.
 type Publisher interface {
-	Publish(ev comet.Event, to []int64, everyone bool)
+	PublishBatch(batch []comet.Delivery)
 }
 
 // Log appends events and reads them back for replay.
@@ -78,12 +78,17 @@ type Log struct {
 
 	floor atomic.Int64 // cursors below this are outside the replay window
 	last  atomic.Int64 // the newest committed event id
+
+	// committed collects the events of the transaction being committed;
+	// only the writer goroutine touches it (in OnCommit and AfterCommit).
+	committed []comet.Delivery
 }
 
 // Open returns the log of db. Cursors older than window must
 // resynchronise. Call PublishTo before appending.
 func Open(ctx context.Context, db *store.DB, window time.Duration) (*Log, error) {
 	l := &Log{db: db, window: window}
+	db.AfterCommit(l.flush)
 	var last int64
 	err := db.Reader().QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&last)
 	if err != nil {
@@ -132,12 +137,21 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, e Event) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	ev := comet.Event{ID: id, JSON: Encode(id, ts, data)}
-	tx.OnCommit(func() {
-		l.last.Store(id)
-		l.pub.Publish(ev, to, everyone)
-	})
+	d := comet.Delivery{Event: comet.Event{ID: id, JSON: Encode(id, ts, data)}, To: to, Everyone: everyone}
+	tx.OnCommit(func() { l.committed = append(l.committed, d) })
 	return id, nil
+}
+
+// flush publishes the events of the transaction that just committed, all
+// together. It runs in the writer after each commit.
+func (l *Log) flush() {
+	if len(l.committed) == 0 {
+		return
+	}
+	l.last.Store(l.committed[len(l.committed)-1].Event.ID)
+	l.pub.PublishBatch(l.committed)
+	clear(l.committed)
+	l.committed = l.committed[:0]
 }
 
 // recipients lists who sees e now, by the same rule as the replay query.

@@ -6,7 +6,9 @@
 // and commits them with a single fsync (synchronous=FULL). A caller's work
 // that fails is rolled back to its savepoint without disturbing the others.
 // Callbacks registered with Tx.OnCommit run in commit order after the commit
-// succeeded, which is where events are published.
+// succeeded, and then the hooks registered with AfterCommit, once per
+// transaction: that is where events are published, a whole commit at a
+// time.
 package store
 
 import (
@@ -44,6 +46,8 @@ type DB struct {
 	mu      sync.RWMutex // held for reading while queueing, for writing to close
 	closed  bool
 	closing sync.Once
+
+	afterCommit []func() // set before the first write; run by the writer
 
 	commits   atomic.Int64 // transactions committed
 	batched   atomic.Int64 // callers committed
@@ -155,6 +159,11 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	}
 	return nil
 }
+
+// AfterCommit registers fn to run in the writer after each committed
+// transaction, once its OnCommit callbacks have run. It must be called
+// before the first Write.
+func (db *DB) AfterCommit(fn func()) { db.afterCommit = append(db.afterCommit, fn) }
 
 // Reader returns the pool of read-only connections.
 func (db *DB) Reader() *sql.DB { return db.read }
@@ -270,6 +279,11 @@ func (db *DB) commit(batch []*request) {
 		for _, fn := range r.tx.onCommit {
 			fn()
 		}
+	}
+	for _, fn := range db.afterCommit {
+		fn()
+	}
+	for _, r := range batch {
 		r.answer(nil)
 	}
 }
