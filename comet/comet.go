@@ -297,7 +297,18 @@ func (h *Hub) Poll(ctx context.Context, r Request) (Result, error) {
 		case <-p.done:
 			h.mu.Lock()
 			why := p.why
+			var evs []*Event
+			if errors.Is(why, ErrRevoked) && cursor >= q.since {
+				// The events that came with the revocation (a ban is
+				// announced before the polls end) are delivered first;
+				// the next poll gets the error.
+				evs = q.after(cursor, h.cfg.BatchLimit)
+			}
 			h.mu.Unlock()
+			if len(evs) > 0 {
+				h.observe(evs)
+				return Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil
+			}
 			if why != nil {
 				return Result{}, why
 			}

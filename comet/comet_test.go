@@ -344,3 +344,32 @@ func TestPublishBatchWakesOnceWithEveryEvent(t *testing.T) {
 		t.Fatalf("one poll answer = %v, want all five events of the commit", ids(r.Events))
 	}
 }
+
+func TestRevokedPollDeliversWhatCameBeforeTheRevocation(t *testing.T) {
+	checkNoLeak(t)
+	l := &memLog{}
+	h := New(l, 0, Config{})
+	// The poll is pending; the ban event and the revocation arrive
+	// together, before the poll goroutine runs again.
+	h.mu.Lock()
+	h.queues[1] = &queue{wake: make(chan struct{})}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	var res Result
+	var err error
+	go func() {
+		res, err = h.Poll(context.Background(), Request{User: 1, Client: "a", Timeout: 10 * time.Second})
+		close(done)
+	}()
+	waitFor(t, func() bool { return h.Pending() == 1 })
+	h.mu.Lock()
+	h.push(h.queues[1], &Event{ID: 1})
+	h.woken = h.woken[:0] // do not wake: the revocation must win the race
+	h.queues[1].marked = false
+	h.mu.Unlock()
+	h.EndUser(1, ErrRevoked)
+	<-done
+	if err != nil || len(res.Events) != 1 {
+		t.Fatalf("revoked poll = %+v, %v; want the pending event first", res, err)
+	}
+}

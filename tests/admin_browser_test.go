@@ -37,7 +37,8 @@ func TestAdminBrowserBan(t *testing.T) {
 
 	start := time.Now()
 	ada.do("ban bob", chromedp.Click(chromedp.CSS(`tr[data-user="bob"] button.ban`)))
-	bob.waitJS("bob's page to go to the sign-in page", 5*time.Second, `location.pathname === '/login'`)
+	bob.waitJS("bob's page to go to the sign-in page and say why", 5*time.Second,
+		`location.pathname === '/login' && /banned/.test(document.querySelector('.auth-card')?.textContent || '')`)
 	t.Logf("bob's chat was on the sign-in page %v after the click (the click, the form's post and the redirect included)", time.Since(start).Round(time.Millisecond))
 	ada.waitJS("the page to confirm the ban", 5*time.Second, `location.pathname === '/admin'
 		&& document.querySelector('.admin-notice')?.textContent.includes('bob is banned')

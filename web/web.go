@@ -177,6 +177,15 @@ type pageData struct {
 	Page    string
 	Viewer  Viewer
 	Version string
+	// Notice is a line for the person arriving at the page (why they were
+	// signed out).
+	Notice string
+}
+
+// loginNotices are the reasons a page may send someone to sign in, by the
+// value of ?reason=.
+var loginNotices = map[string]string{
+	"banned": "Your account has been banned by an admin. You have been signed out.",
 }
 
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +202,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	h.render(w, r, "login", pageData{Title: "Sign in · chatd"})
+	h.render(w, r, "login", pageData{Title: "Sign in · chatd", Notice: loginNotices[r.URL.Query().Get("reason")]})
 }
 
 func (h *Handler) register(w http.ResponseWriter, r *http.Request) {

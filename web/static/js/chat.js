@@ -259,7 +259,7 @@ class App {
         return true;
       }
       case 'banned':
-        if (isMe) location.assign('/login');
+        if (isMe) location.assign('/login?reason=banned');
         else this.notePresence(user, 'offline');
         return false;
     }
