@@ -137,11 +137,7 @@ func (s *Service) Post(ctx context.Context, u auth.User, roomName string, c Cont
 	}
 	var m Message
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		r, err := rooms.Find(ctx, tx, roomName)
-		if err != nil {
-			return err
-		}
-		in, err := rooms.IsMember(ctx, tx, r.ID, u.ID)
+		r, in, err := rooms.FindAsMember(ctx, tx, roomName, u.ID)
 		if err != nil {
 			return err
 		}

@@ -104,19 +104,22 @@ func ByName(ctx context.Context, q Querier, name string) (Room, error) {
 	return r, nil
 }
 
-// Find returns the live room with the name like ByName, but without the
-// member count and peers, which cost a scan of the room's members: the
-// posting path needs only the id.
-func Find(ctx context.Context, q Querier, name string) (Room, error) {
+// FindAsMember returns the live room with the name and whether the user is
+// a member of it now, in one query (the posting path runs it in the
+// writer). It returns NotFound when there is no such room.
+func FindAsMember(ctx context.Context, q Querier, name string, userID int64) (Room, bool, error) {
 	var r Room
-	err := q.QueryRowContext(ctx, "SELECT id, name, topic, kind FROM rooms WHERE name = ? AND deleted_at IS NULL", name).Scan(&r.ID, &r.Name, &r.Topic, &r.Kind)
+	var member bool
+	err := q.QueryRowContext(ctx, `SELECT r.id, r.name, r.topic, r.kind, EXISTS (
+			SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = ? AND m.until_event IS NULL)
+		FROM rooms r WHERE r.name = ? AND r.deleted_at IS NULL`, userID, name).Scan(&r.ID, &r.Name, &r.Topic, &r.Kind, &member)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Room{}, api.Errorf(api.NotFound, "no room called %q", name)
+		return Room{}, false, api.Errorf(api.NotFound, "no room called %q", name)
 	}
 	if err != nil {
-		return Room{}, fmt.Errorf("rooms: room %q: %w", name, err)
+		return Room{}, false, fmt.Errorf("rooms: room %q: %w", name, err)
 	}
-	return r, nil
+	return r, member, nil
 }
 
 // IsMember reports whether the user is a member of the room now.
