@@ -8,11 +8,18 @@
 // cursor is older is answered from the durable log, so a restart or a long
 // absence costs a database read and never a gap. The hub knows nothing of
 // rooms or messages: events arrive already encoded, with their recipients.
+//
+// A waiting poll is a record on its queue, not a blocked goroutine: Start
+// registers it and returns, and the hub calls the poll's deliver function
+// once, when an event arrives, the timeout passes, a newer poll of the
+// same client takes over, or the client is ended. That lets the HTTP layer
+// park an idle long-poll's connection without a goroutine or buffers.
 package comet
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -78,25 +85,36 @@ type Hub struct {
 	closed  bool
 	last    int64 // the newest event published; new queues start after it
 	queues  map[int64]*queue
-	clients map[string]*poll // the pending poll of each client
-	woken   []*queue         // queues to wake once a publication is done
+	clients map[string]*Pending // the pending poll of each client
+	woken   []*queue            // queues with waiters that got events in this publication
 }
 
 type queue struct {
 	since    int64    // the queue holds every event for the user with id > since
 	events   []*Event // ascending ids; trimmed from the front
-	wake     chan struct{}
-	waiting  bool // a poll holds wake: close it on the next event
-	marked   bool // in h.woken, to be woken at the end of this publication
-	polls    int  // pending polls on this queue
+	waiters  []*Pending
+	marked   bool // in h.woken
+	polls    int  // polls between Start and their answer
 	lastUsed time.Time
 }
 
-type poll struct {
-	user   int64
-	client string
-	done   chan struct{}
-	why    error // why done was closed; nil for a plain end (disconnect, shutdown)
+// Pending is a poll that has been started and not yet answered.
+type Pending struct {
+	user    int64
+	client  string
+	q       *queue
+	cursor  int64 // where to read from: may be past events not for this user
+	reply   int64 // the cursor of an empty answer: the request's
+	timer   *time.Timer
+	deliver func(Result, error)
+	done    bool
+}
+
+// answer is a poll's outcome, run after the hub's lock is released.
+type answer struct {
+	p   *Pending
+	res Result
+	err error
 }
 
 // New returns a hub that reads old events from log. last is the id of the
@@ -109,7 +127,7 @@ func New(log Log, last int64, cfg Config) *Hub {
 		log:     log,
 		last:    last,
 		queues:  make(map[int64]*queue),
-		clients: make(map[string]*poll),
+		clients: make(map[string]*Pending),
 	}
 }
 
@@ -122,20 +140,19 @@ type Delivery struct {
 }
 
 // Publish appends ev to the queues of the users in to (or of every user with
-// a queue, when everyone is set) and wakes their pending polls. Events must
-// be published in increasing id order. Users without a queue in memory will
-// read the event from the log.
+// a queue, when everyone is set) and answers their waiting polls. Events
+// must be published in increasing id order. Users without a queue in memory
+// will read the event from the log.
 func (h *Hub) Publish(ev Event, to []int64, everyone bool) {
 	h.PublishBatch([]Delivery{{Event: ev, To: to, Everyone: everyone}})
 }
 
 // PublishBatch publishes the events of one commit together: every queue
-// gets its events before any pending poll is woken, so a poll answers with
-// all of them at once rather than one answer each.
+// gets its events before any waiting poll is answered, so a poll answers
+// with all of them at once rather than one answer each.
 func (h *Hub) PublishBatch(batch []Delivery) {
 	now := time.Now()
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for i := range batch {
 		d := &batch[i]
 		// A copy of its own: queues keep the event after the caller reuses
@@ -156,14 +173,19 @@ func (h *Hub) PublishBatch(batch []Delivery) {
 			}
 		}
 	}
+	var ready []answer
 	for _, q := range h.woken {
 		q.marked = false
-		close(q.wake)
-		q.wake = make(chan struct{})
-		q.waiting = false
+		for _, p := range slices.Clone(q.waiters) {
+			if evs := q.after(p.cursor, h.cfg.BatchLimit); len(evs) > 0 {
+				ready = h.finishLocked(ready, p, Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil)
+			}
+		}
 	}
 	clear(h.woken)
 	h.woken = h.woken[:0]
+	h.mu.Unlock()
+	h.run(ready)
 }
 
 func (h *Hub) push(q *queue, e *Event) {
@@ -181,7 +203,7 @@ func (h *Hub) push(q *queue, e *Event) {
 		q.events = kept
 	}
 	q.events = append(q.events, e)
-	if q.waiting && !q.marked {
+	if len(q.waiters) > 0 && !q.marked {
 		q.marked = true
 		h.woken = append(h.woken, q)
 	}
@@ -218,106 +240,144 @@ type Result struct {
 	Cursor int64
 }
 
-// Poll answers r with the events after r.Cursor that r.User may see, waiting
-// up to r.Timeout for the first one. It returns ErrSuperseded when a newer
-// poll of the same client takes over, ErrRevoked when the client's
-// credentials are revoked, and ctx's error when the request goes away. A
-// disconnect or a shutdown ends the poll with an empty result.
-func (h *Hub) Poll(ctx context.Context, r Request) (Result, error) {
-	p := &poll{user: r.User, client: r.Client, done: make(chan struct{})}
+// Start begins the poll r. deliver is called exactly once with the answer:
+// the events after r.Cursor that r.User may see, or an empty result when
+// r.Timeout passes with none, the client disconnects or the hub closes; or
+// ErrSuperseded when a newer poll of the same client takes over, ErrRevoked
+// when the client's credentials are revoked, or an error reading the log.
+// When the answer is known at once (events waiting, poll mode) deliver runs
+// before Start returns; otherwise it runs later on another goroutine, and
+// must not block. ctx is used only while Start runs.
+func (h *Hub) Start(ctx context.Context, r Request, deliver func(Result, error)) *Pending {
+	p := &Pending{user: r.User, client: r.Client, cursor: r.Cursor, reply: r.Cursor, deliver: deliver}
+	var ready []answer
 	h.mu.Lock()
 	if h.closed {
+		p.done = true
 		h.mu.Unlock()
-		return Result{Cursor: r.Cursor}, nil
+		deliver(Result{Cursor: r.Cursor}, nil)
+		return p
 	}
 	if old := h.clients[r.Client]; old != nil {
-		old.why = ErrSuperseded
-		close(old.done)
+		ready = h.finishLocked(ready, old, Result{}, ErrSuperseded)
 	}
 	h.clients[r.Client] = p
 	q := h.queues[r.User]
 	if q == nil {
-		q = &queue{since: h.last, wake: make(chan struct{})}
+		q = &queue{since: h.last}
 		h.queues[r.User] = q
 	}
 	q.polls++
+	p.q = q
 	h.mu.Unlock()
+	h.run(ready)
+	ready = nil
 
-	defer func() {
-		h.mu.Lock()
-		if h.clients[r.Client] == p {
-			delete(h.clients, r.Client)
-		}
-		q.polls--
-		q.lastUsed = time.Now()
-		h.mu.Unlock()
-	}()
-
-	var timer *time.Timer
-	if r.Timeout > 0 {
-		timer = time.NewTimer(r.Timeout)
-		defer timer.Stop()
-	}
-	cursor := r.Cursor // where to read from; may move past events not for this user
 	for {
 		h.mu.Lock()
-		if cursor < q.since {
+		if p.done {
+			h.mu.Unlock()
+			return p
+		}
+		if p.cursor < q.since {
+			cursor := p.cursor
 			h.mu.Unlock()
 			evs, next, err := h.log.After(ctx, r.User, cursor, h.cfg.BatchLimit)
-			if err != nil {
-				return Result{}, err
-			}
-			if len(evs) > 0 {
+			h.mu.Lock()
+			switch {
+			case p.done:
+			case err != nil:
+				ready = h.finishLocked(nil, p, Result{}, err)
+			case len(evs) > 0:
 				out := make([]*Event, len(evs))
 				for i := range evs {
 					out[i] = &evs[i]
 				}
-				return Result{Events: out, Cursor: evs[len(evs)-1].ID}, nil
+				ready = h.finishLocked(nil, p, Result{Events: out, Cursor: evs[len(evs)-1].ID}, nil)
+			default:
+				// Nothing for this user up to next. The queue holds what
+				// follows (once next reaches q.since), or the log does.
+				p.cursor = next
+				h.mu.Unlock()
+				continue
 			}
-			// Nothing for this user up to next. The queue holds what
-			// follows (once next reaches q.since), or the log does.
-			cursor = next
-			continue
-		}
-		if evs := q.after(cursor, h.cfg.BatchLimit); len(evs) > 0 {
 			h.mu.Unlock()
-			h.observe(evs)
-			return Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil
+			h.run(ready)
+			return p
 		}
-		if timer == nil {
-			h.mu.Unlock()
-			return Result{Cursor: r.Cursor}, nil
+		if evs := q.after(p.cursor, h.cfg.BatchLimit); len(evs) > 0 {
+			ready = h.finishLocked(nil, p, Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil)
+		} else if r.Timeout <= 0 {
+			ready = h.finishLocked(nil, p, Result{Cursor: p.reply}, nil)
+		} else {
+			q.waiters = append(q.waiters, p)
+			p.timer = time.AfterFunc(r.Timeout, func() { h.end(p, Result{Cursor: p.reply}, nil) })
 		}
-		q.waiting = true
-		wake := q.wake
 		h.mu.Unlock()
+		h.run(ready)
+		return p
+	}
+}
 
-		select {
-		case <-wake:
-		case <-p.done:
-			h.mu.Lock()
-			why := p.why
-			var evs []*Event
-			if errors.Is(why, ErrRevoked) && cursor >= q.since {
-				// The events that came with the revocation (a ban is
-				// announced before the polls end) are delivered first;
-				// the next poll gets the error.
-				evs = q.after(cursor, h.cfg.BatchLimit)
-			}
-			h.mu.Unlock()
-			if len(evs) > 0 {
-				h.observe(evs)
-				return Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil
-			}
-			if why != nil {
-				return Result{}, why
-			}
-			return Result{Cursor: r.Cursor}, nil
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		case <-timer.C:
-			return Result{Cursor: r.Cursor}, nil
+// Cancel ends the poll with err (its request went away), unless it has
+// been answered already.
+func (h *Hub) Cancel(p *Pending, err error) { h.end(p, Result{}, err) }
+
+// end answers p unless it was answered already.
+func (h *Hub) end(p *Pending, res Result, err error) {
+	h.mu.Lock()
+	ready := h.finishLocked(nil, p, res, err)
+	h.mu.Unlock()
+	h.run(ready)
+}
+
+// finishLocked retires p and queues its answer onto ready. The caller holds
+// h.mu and runs the answers after releasing it.
+func (h *Hub) finishLocked(ready []answer, p *Pending, res Result, err error) []answer {
+	if p.done {
+		return ready
+	}
+	p.done = true
+	if h.clients[p.client] == p {
+		delete(h.clients, p.client)
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if q := p.q; q != nil {
+		if i := slices.Index(q.waiters, p); i >= 0 {
+			q.waiters = slices.Delete(q.waiters, i, i+1)
 		}
+		q.polls--
+		q.lastUsed = time.Now()
+	}
+	return append(ready, answer{p, res, err})
+}
+
+// run delivers answers; the caller does not hold h.mu.
+func (h *Hub) run(ready []answer) {
+	for _, a := range ready {
+		h.observe(a.res.Events)
+		a.p.deliver(a.res, a.err)
+	}
+}
+
+// Poll is Start for a caller that waits: it returns the answer, or ctx's
+// error when the request goes away first.
+func (h *Hub) Poll(ctx context.Context, r Request) (Result, error) {
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	p := h.Start(ctx, r, func(res Result, err error) { ch <- outcome{res, err} })
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		h.Cancel(p, ctx.Err())
+		o := <-ch
+		return o.res, o.err
 	}
 }
 
@@ -337,25 +397,34 @@ func (h *Hub) observe(evs []*Event) {
 // with why when it is not nil.
 func (h *Hub) EndClient(client string, why error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var ready []answer
 	if p := h.clients[client]; p != nil {
-		p.why = why
-		delete(h.clients, client)
-		close(p.done)
+		ready = h.finishLocked(ready, p, Result{Cursor: p.reply}, why)
 	}
+	h.mu.Unlock()
+	h.run(ready)
 }
 
-// EndUser ends every pending poll of the user with why.
+// EndUser ends every pending poll of the user with why. A revoked poll
+// first delivers the events already waiting in its queue (a ban is
+// announced before the polls end); the next poll gets the error.
 func (h *Hub) EndUser(user int64, why error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, p := range h.clients {
-		if p.user == user {
-			p.why = why
-			delete(h.clients, k)
-			close(p.done)
+	var ready []answer
+	for _, p := range h.clients {
+		if p.user != user {
+			continue
 		}
+		if errors.Is(why, ErrRevoked) && p.cursor >= p.q.since {
+			if evs := p.q.after(p.cursor, h.cfg.BatchLimit); len(evs) > 0 {
+				ready = h.finishLocked(ready, p, Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil)
+				continue
+			}
+		}
+		ready = h.finishLocked(ready, p, Result{}, why)
 	}
+	h.mu.Unlock()
+	h.run(ready)
 }
 
 // Pending returns the number of pending polls.
@@ -403,10 +472,11 @@ func (h *Hub) Sweep(now time.Time) {
 // polls answer at once. It is part of a graceful shutdown.
 func (h *Hub) Close() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.closed = true
-	for k, p := range h.clients {
-		delete(h.clients, k)
-		close(p.done)
+	var ready []answer
+	for _, p := range h.clients {
+		ready = h.finishLocked(ready, p, Result{Cursor: p.reply}, nil)
 	}
+	h.mu.Unlock()
+	h.run(ready)
 }

@@ -347,29 +347,23 @@ func TestPublishBatchWakesOnceWithEveryEvent(t *testing.T) {
 
 func TestRevokedPollDeliversWhatCameBeforeTheRevocation(t *testing.T) {
 	checkNoLeak(t)
-	l := &memLog{}
-	h := New(l, 0, Config{})
-	// The poll is pending; the ban event and the revocation arrive
-	// together, before the poll goroutine runs again.
-	h.mu.Lock()
-	h.queues[1] = &queue{wake: make(chan struct{})}
-	h.mu.Unlock()
-	done := make(chan struct{})
+	h := New(&memLog{}, 0, Config{})
+	// The poll waits; the ban event reaches the queue but the revocation
+	// comes before the poll is answered.
 	var res Result
 	var err error
-	go func() {
-		res, err = h.Poll(context.Background(), Request{User: 1, Client: "a", Timeout: 10 * time.Second})
-		close(done)
-	}()
-	waitFor(t, func() bool { return h.Pending() == 1 })
+	answered := 0
+	p := h.Start(context.Background(), Request{User: 1, Client: "a", Timeout: 10 * time.Second}, func(r Result, e error) {
+		res, err = r, e
+		answered++
+	})
 	h.mu.Lock()
-	h.push(h.queues[1], &Event{ID: 1})
-	h.woken = h.woken[:0] // do not wake: the revocation must win the race
-	h.queues[1].marked = false
+	h.push(p.q, &Event{ID: 1})
+	h.woken = h.woken[:0] // not answered by the publication: the revocation must deliver it
+	p.q.marked = false
 	h.mu.Unlock()
 	h.EndUser(1, ErrRevoked)
-	<-done
-	if err != nil || len(res.Events) != 1 {
-		t.Fatalf("revoked poll = %+v, %v; want the pending event first", res, err)
+	if answered != 1 || err != nil || len(res.Events) != 1 {
+		t.Fatalf("revoked poll answered %d times with %+v, %v; want the pending event first", answered, res, err)
 	}
 }
