@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -50,10 +51,13 @@ type Config struct {
 	// QueueSize is how many recent events each user's queue keeps in memory
 	// (default 512).
 	QueueSize int
-	// Hashes bounds the password hashes running at once (default: the
-	// number of CPUs).
+	// Hashes bounds the password hashes running at once (default: half
+	// the CPUs, at least one). Each argon2id hash takes a core for tens of
+	// milliseconds: the bound keeps a login flood from taking every core
+	// away from message delivery.
 	Hashes int
-	// TrustProxy takes client addresses from X-Forwarded-For.
+	// TrustProxy takes client addresses from X-Forwarded-For, and whether
+	// the browser used HTTPS from X-Forwarded-Proto.
 	TrustProxy bool
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
@@ -76,7 +80,7 @@ func (c *Config) defaults() {
 		c.PostBurst = 20
 	}
 	if c.Hashes <= 0 {
-		c.Hashes = runtime.NumCPU()
+		c.Hashes = max(1, runtime.NumCPU()/2)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -97,6 +101,9 @@ type Server struct {
 	admin    *admin.Service
 	metrics  *metrics
 	handler  http.Handler
+
+	recycle  *recycler      // set by Listen: where parked connections go back
+	parkedWG sync.WaitGroup // answers being written to parked connections
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -184,6 +191,21 @@ func (s *Server) Auth() *auth.Service { return s.auth }
 // Admin returns the admin feature (for the operator's commands).
 func (s *Server) Admin() *admin.Service { return s.admin }
 
+// RotateCookieKeys adds a new session cookie key pair (the operator's
+// "chatd keys rotate"), which a server uses for new cookies from its next
+// start; cookies made with older pairs keep working. With retire, the older
+// pairs are deleted and every browser session ends, and it returns how many
+// did.
+func (s *Server) RotateCookieKeys(ctx context.Context, retire bool) (int64, error) {
+	if err := auth.RotateKeys(ctx, s.db); err != nil {
+		return 0, err
+	}
+	if !retire {
+		return 0, nil
+	}
+	return auth.RetireOldKeys(ctx, s.db)
+}
+
 func (s *Server) background() {
 	defer s.wg.Done()
 	tick := max(100*time.Millisecond, min(time.Second, s.cfg.PresenceTimeout/10))
@@ -204,6 +226,11 @@ func (s *Server) background() {
 			s.presence.Sweep(ctx, now)
 		case now := <-queuesT.C:
 			s.hub.Sweep(now)
+			// Bursts (a reconnect storm, a crowd signing in) leave the heap
+			// large and mostly free; hand the free part back to the OS
+			// rather than keep it for the life of the process. A full
+			// collection of a chat server's live heap takes milliseconds.
+			debug.FreeOSMemory()
 		case <-pruneT.C:
 			if err := s.events.Prune(ctx); err != nil {
 				s.log.Error("pruning the event log", "err", err)
@@ -222,6 +249,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closing.Do(func() {
 		s.hub.Close()
+		s.waitParked(parkedWriteTimeout)
 		close(s.stop)
 		s.wg.Wait()
 		if cerr := s.db.Close(); cerr != nil {

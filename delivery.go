@@ -1,8 +1,6 @@
 package chatd
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -79,20 +77,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.presence.PollStarted(ctx, id.User, id.Client, r)
-	defer s.presence.PollEnded(id.Client)
-
-	res, err := s.hub.Poll(ctx, comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout})
-	switch {
-	case errors.Is(err, comet.ErrSuperseded):
-		return &api.Error{Code: api.Superseded, Message: "a newer poll from this client took over; wait at least 2 s before polling again", RetryAfter: 2 * time.Second}
-	case errors.Is(err, comet.ErrRevoked):
-		return api.Errorf(api.Unauthenticated, "your session has ended")
-	case errors.Is(err, context.Canceled):
-		return nil // the client went away; nobody reads an answer
-	case err != nil:
-		return err
-	}
-	api.WriteRaw(w, http.StatusOK, encodePoll(res))
+	s.poll(w, r, comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout})
 	return nil
 }
 

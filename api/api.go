@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -137,6 +138,9 @@ func WriteRaw(w http.ResponseWriter, status int, b []byte) {
 	w.Write([]byte{'\n'})
 }
 
+// bodyTimeout is how long reading a request body may take.
+const bodyTimeout = 30 * time.Second
+
 // MaxBody is the largest request body the API reads (16 KiB).
 const MaxBody = 16 << 10
 
@@ -146,6 +150,9 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, Errorf(TooLarge, "the request body is over %d bytes", limit)
 	}
+	// A body is small: a client trickling one in is given bodyTimeout, not
+	// forever (the server sets no ReadTimeout, which would cut long-polls).
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -178,7 +185,9 @@ func Unmarshal(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return Errorf(InvalidArgument, "the request body is not valid JSON for this request: %v", err)
 	}
-	if dec.More() {
+	// Decoder.More says nothing of a stray '}' or ']' after the value, so
+	// look at what is left: only JSON white space may follow.
+	if rest := b[dec.InputOffset():]; len(bytes.Trim(rest, " \t\r\n")) > 0 {
 		return Errorf(InvalidArgument, "the request body has data after the JSON object")
 	}
 	return nil

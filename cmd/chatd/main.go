@@ -11,6 +11,7 @@
 //	chatd user role NAME user|admin                change a person's role
 //	chatd bot create NAME                          create a bot and print its token
 //	chatd bot token NAME                           replace a bot's token and print the new one
+//	chatd keys rotate [-retire]                    add a new session cookie key pair
 //
 // Every flag can also be set in the environment as CHATD_<NAME>, with
 // dashes as underscores (CHATD_ADDR, CHATD_PRESENCE_TIMEOUT, ...).
@@ -51,6 +52,8 @@ func main() {
 		err = userCommand(args, os.Stdin, os.Stdout, os.Stderr)
 	case "bot":
 		err = botCommand(args, os.Stdout, os.Stderr)
+	case "keys":
+		err = keysCommand(args, os.Stdout, os.Stderr)
 	case "help":
 		usage(os.Stdout)
 	default:
@@ -73,7 +76,7 @@ func usage(w io.Writer) {
   chatd help             this text
 
 Operator commands (each takes -db FILE, default chatd.db or $CHATD_DB):
-`+operatorHelp+`
+`+operatorHelp+keysHelp+`
 Every flag may also be given in the environment as CHATD_<NAME>.
 `)
 }
@@ -113,8 +116,8 @@ func parseServe(args []string) (*serveFlags, error) {
 	fs.Float64Var(&f.cfg.PostRate, "post-rate", 5, "messages per second a user may post on average (-1: unlimited)")
 	fs.IntVar(&f.cfg.PostBurst, "post-burst", 20, "messages a user may post at once before the rate applies")
 	fs.IntVar(&f.cfg.QueueSize, "queue-size", 512, "recent events kept in memory per user")
-	fs.IntVar(&f.cfg.Hashes, "hashes", 0, "password hashes that may run at once (0: number of CPUs)")
-	fs.BoolVar(&f.cfg.TrustProxy, "trust-proxy", false, "take client addresses from X-Forwarded-For (behind a reverse proxy)")
+	fs.IntVar(&f.cfg.Hashes, "hashes", 0, "password hashes that may run at once (0: half the CPUs, at least 1)")
+	fs.BoolVar(&f.cfg.TrustProxy, "trust-proxy", false, "take client addresses from X-Forwarded-For and the scheme from X-Forwarded-Proto (behind a reverse proxy)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve pprof on this address (off when empty)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -156,7 +159,6 @@ func serve(args []string) error {
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -170,7 +172,7 @@ func serve(args []string) error {
 		}()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(srv.Listen(ln)) }()
 	log.Info("chatd serving", "addr", ln.Addr().String(), "db", f.cfg.DB)
 
 	select {
