@@ -209,19 +209,8 @@ func Visible(ctx context.Context, q Querier, userID int64) ([]Room, error) {
 		WHERE r.deleted_at IS NULL AND (r.kind = 'public' OR EXISTS (
 			SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = ? AND m.until_event IS NULL))
 		ORDER BY r.name`, userID)
+	out, err := scanRooms(rows, err)
 	if err != nil {
-		return nil, fmt.Errorf("rooms: list: %w", err)
-	}
-	defer rows.Close()
-	var out []Room
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, fmt.Errorf("rooms: list: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rooms: list: %w", err)
 	}
 	for i := range out {
@@ -238,15 +227,24 @@ func Visible(ctx context.Context, q Querier, userID int64) ([]Room, error) {
 // (for moderation; direct rooms stay between their two people).
 func All(ctx context.Context, q Querier, limit int) ([]Room, error) {
 	rows, err := q.QueryContext(ctx, "SELECT "+roomCols+" FROM rooms r WHERE r.deleted_at IS NULL AND r.kind != 'direct' ORDER BY r.name LIMIT ?", limit)
+	out, err := scanRooms(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("rooms: list all: %w", err)
+	}
+	return out, nil
+}
+
+// scanRooms reads the rooms of a query (and passes on its error).
+func scanRooms(rows *sql.Rows, err error) ([]Room, error) {
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []Room
 	for rows.Next() {
 		r, err := scanRoom(rows)
 		if err != nil {
-			return nil, fmt.Errorf("rooms: list all: %w", err)
+			return nil, err
 		}
 		out = append(out, r)
 	}

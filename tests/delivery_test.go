@@ -151,21 +151,8 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 	srv.Start(t)
 
 	stored := map[int64]bool{}
-	var before int64
-	for {
-		path := "/api/rooms/lobby/messages?limit=200"
-		if before > 0 {
-			path += fmt.Sprintf("&before=%d", before)
-		}
-		var page struct{ Messages []message }
-		reader.must(200, "GET", path, nil).JSON(t, &page)
-		if len(page.Messages) == 0 {
-			break
-		}
-		for _, m := range page.Messages {
-			stored[m.ID] = true
-		}
-		before = page.Messages[0].ID
+	for _, m := range reader.history("lobby") {
+		stored[m.ID] = true
 	}
 	lost := 0
 	for _, id := range acked {

@@ -163,6 +163,17 @@ func (s *server) Log() string {
 	return s.log.String()
 }
 
+// PID returns the process id of the running server, or 0 when it is
+// stopped.
+func (s *server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop sends SIGTERM and waits for a clean exit (status 0).
 func (s *server) Stop(t testing.TB) {
 	t.Helper()
@@ -415,4 +426,25 @@ func (c *client) online() int64 {
 	cursor := c.state()
 	c.waitFor(&cursor, 5*time.Second, func(e event) bool { return e.Type == "login" && strings.EqualFold(e.User, c.Name) })
 	return cursor
+}
+
+// history returns every stored message of a room, oldest first, paging
+// back through GET /api/rooms/{room}/messages.
+func (c *client) history(room string) []message {
+	c.t.Helper()
+	var all []message
+	var before int64
+	for {
+		path := "/api/rooms/" + room + "/messages?limit=200"
+		if before > 0 {
+			path += fmt.Sprintf("&before=%d", before)
+		}
+		var page struct{ Messages []message }
+		c.must(200, "GET", path, nil).JSON(c.t, &page)
+		if len(page.Messages) == 0 {
+			return all
+		}
+		all = append(page.Messages, all...)
+		before = page.Messages[0].ID
+	}
 }

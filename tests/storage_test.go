@@ -94,21 +94,8 @@ func waitHealthy(t *testing.T, srv *server) time.Duration {
 func checkAllStored(t *testing.T, srv *server, c *client, acked map[string]bool) {
 	t.Helper()
 	stored := map[string]bool{}
-	var before int64
-	for {
-		path := "/api/rooms/lobby/messages?limit=200"
-		if before > 0 {
-			path += fmt.Sprintf("&before=%d", before)
-		}
-		var page struct{ Messages []message }
-		c.must(200, "GET", path, nil).JSON(t, &page)
-		if len(page.Messages) == 0 {
-			break
-		}
-		for _, m := range page.Messages {
-			stored[m.Text] = true
-		}
-		before = page.Messages[0].ID
+	for _, m := range c.history("lobby") {
+		stored[m.Text] = true
 	}
 	for text := range acked {
 		if !stored[text] {
