@@ -2,6 +2,7 @@ package chatd
 
 import (
 	"net/http"
+	"time"
 
 	"chatd/api"
 	"chatd/web"
@@ -40,7 +41,22 @@ func (s *Server) routes() (http.Handler, error) {
 	cop.SetDenyHandler(api.Handler(s.log, func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.Forbidden, "cross-origin requests may not change anything")
 	}))
-	return cop.Handler(mux), nil
+	return bodyDeadline(cop.Handler(mux)), nil
+}
+
+// bodyDeadline gives every request that has a body api.BodyTimeout to send
+// it whole, whether its handler reads it or not: net/http reads the unread
+// rest of a body after the handler (to reuse the connection), and the
+// server sets no ReadTimeout (it would cut long-polls, which have no body),
+// so without this a client refused at once (401, 403, 404) could trickle a
+// body and hold its connection for ever.
+func bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1: chunked, length unknown
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(api.BodyTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

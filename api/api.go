@@ -138,8 +138,8 @@ func WriteRaw(w http.ResponseWriter, status int, b []byte) {
 	w.Write([]byte{'\n'})
 }
 
-// bodyTimeout is how long reading a request body may take.
-const bodyTimeout = 30 * time.Second
+// BodyTimeout is how long reading a request body may take.
+const BodyTimeout = 30 * time.Second
 
 // MaxBody is the largest request body the API reads (16 KiB).
 const MaxBody = 16 << 10
@@ -150,9 +150,9 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, Errorf(TooLarge, "the request body is over %d bytes", limit)
 	}
-	// A body is small: a client trickling one in is given bodyTimeout, not
+	// A body is small: a client trickling one in is given BodyTimeout, not
 	// forever (the server sets no ReadTimeout, which would cut long-polls).
-	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError

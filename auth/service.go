@@ -62,7 +62,8 @@ type Config struct {
 	Hashes int
 	// HashWait is how long a login waits for a hashing slot before 429.
 	HashWait time.Duration
-	// TrustProxy takes the client address from X-Forwarded-For.
+	// TrustProxy takes the client address from X-Forwarded-For, and whether
+	// the browser used TLS from X-Forwarded-Proto.
 	TrustProxy bool
 }
 
@@ -448,7 +449,7 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request, name, password s
 func (s *Service) setCookie(w http.ResponseWriter, r *http.Request, sid string) error {
 	sess := sessions.NewSession(s.cookies, CookieName)
 	opts := *s.cookies.Options
-	opts.Secure = r.TLS != nil
+	opts.Secure = s.secure(r)
 	sess.Options = &opts
 	sess.Values["sid"] = sid
 	if err := s.cookies.Save(r, w, sess); err != nil {
@@ -457,8 +458,20 @@ func (s *Service) setCookie(w http.ResponseWriter, r *http.Request, sid string) 
 	return nil
 }
 
+// secure reports whether the browser reached chatd over TLS: directly, or
+// through a reverse proxy that says so in X-Forwarded-Proto (trusted only
+// with TrustProxy). Cookies set over TLS are Secure, so a browser never
+// sends them over plain HTTP.
+func (s *Service) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return s.cfg.TrustProxy && strings.EqualFold(strings.TrimSpace(proto), "https")
+}
+
 func (s *Service) clearCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r)})
 }
 
 // Logout revokes the caller's session on the server at once and ends its

@@ -94,6 +94,32 @@ func RotateKeys(ctx context.Context, db *store.DB) error {
 	})
 }
 
+// RetireOldKeys deletes every cookie key pair but the newest, and every
+// browser session: cookies made with a retired pair stop working, and
+// everyone signs in again. Bot tokens are not affected. It is the answer to
+// a key that may have leaked; the running server drops the retired keys
+// from memory at its next start. It returns how many sessions ended.
+func RetireOldKeys(ctx context.Context, db *store.DB) (int64, error) {
+	var ended int64
+	err := db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		var newest string
+		err := tx.QueryRowContext(ctx, "SELECT name FROM secrets WHERE name LIKE 'cookie-%' ORDER BY created_at DESC, name DESC LIMIT 1").Scan(&newest)
+		if err != nil {
+			return fmt.Errorf("auth: find the newest cookie keys: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM secrets WHERE name LIKE 'cookie-%' AND name != ?", newest); err != nil {
+			return fmt.Errorf("auth: retire cookie keys: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM sessions")
+		if err != nil {
+			return fmt.Errorf("auth: end sessions: %w", err)
+		}
+		ended, err = res.RowsAffected()
+		return err
+	})
+	return ended, err
+}
+
 // newSecret returns a random URL-safe secret of n bytes.
 func newSecret(n int) (string, error) {
 	b := make([]byte, n)
