@@ -241,7 +241,12 @@ func (s *Server) background() {
 
 // Drain answers every pending poll and makes new polls answer at once: the
 // first step of a graceful shutdown, before the HTTP server stops.
-func (s *Server) Drain() { s.hub.Close() }
+func (s *Server) Drain() {
+	if s.recycle != nil {
+		s.recycle.drain()
+	}
+	s.hub.Close()
+}
 
 // Close stops the background work, lets queued writes finish and closes
 // the database.

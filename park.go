@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"chatd/api"
@@ -34,6 +35,7 @@ import (
 func (s *Server) Listen(ln net.Listener) net.Listener {
 	l := &recycler{
 		Listener: ln,
+		fresh:    make(map[net.Conn]bool),
 		back:     make(chan net.Conn, 1024),
 		accepted: make(chan accepted),
 		done:     make(chan struct{}),
@@ -46,7 +48,13 @@ func (s *Server) Listen(ln net.Listener) net.Listener {
 // recycler is a listener that also returns connections handed back to it.
 type recycler struct {
 	net.Listener
+	// draining is set when the server shuts down: answered connections
+	// are closed instead of given back, so the HTTP server's Shutdown
+	// does not wait for them to send a request.
+	draining  atomic.Bool
 	back      chan net.Conn
+	mu        sync.Mutex
+	fresh     map[net.Conn]bool // given back, and no request read on them since
 	accepted  chan accepted
 	done      chan struct{}
 	closeOnce sync.Once
@@ -107,6 +115,9 @@ func (l *recycler) Close() error {
 
 // giveBack returns an idle kept-alive connection to the HTTP server.
 func (l *recycler) giveBack(c net.Conn) {
+	l.mu.Lock()
+	l.fresh[c] = true
+	l.mu.Unlock()
 	select {
 	case l.back <- c:
 	case <-l.done:
@@ -198,8 +209,9 @@ func (s *Server) answerParked(c net.Conn, resp *bufferedResponse, closing bool) 
 	defer s.parkedWG.Done()
 	c.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
 	w := bufio.NewWriterSize(c, 512+resp.body.Len())
-	err := resp.writeTo(w, closing || s.recycle == nil)
-	if err != nil || closing || s.recycle == nil {
+	closing = closing || s.recycle == nil || s.recycle.draining.Load()
+	err := resp.writeTo(w, closing)
+	if err != nil || closing {
 		c.Close()
 		return
 	}
@@ -320,5 +332,30 @@ func (s *Server) waitParked(d time.Duration) {
 	select {
 	case <-done:
 	case <-t.C:
+	}
+}
+
+// ConnState follows the HTTP server's connections (set it as the
+// http.Server's ConnState): a connection given back stops being fresh once
+// a request is read on it.
+func (s *Server) ConnState(c net.Conn, st http.ConnState) {
+	if s.recycle == nil || st == http.StateNew {
+		return
+	}
+	s.recycle.mu.Lock()
+	delete(s.recycle.fresh, c)
+	s.recycle.mu.Unlock()
+}
+
+// drain makes answers close their connections from now on, and closes the
+// connections given back on which the client has sent nothing yet: the
+// HTTP server's Shutdown would wait seconds for them.
+func (l *recycler) drain() {
+	l.draining.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.fresh {
+		c.Close()
+		delete(l.fresh, c)
 	}
 }
