@@ -77,9 +77,18 @@ class App {
         this.showStatus(msg.status);
         break;
       case 'signed_out':
-        location.assign('/login');
+        this.leave('/login');
         break;
     }
+  }
+
+  // leave goes to another page once: the first reason wins. A ban arrives
+  // as an event and the next poll then fails with 401; without this the
+  // second navigation would replace the first and lose the reason.
+  leave(url) {
+    if (this.leaving) return;
+    this.leaving = true;
+    location.assign(url);
   }
 
   async loadState() {
@@ -90,7 +99,7 @@ class App {
         return;
       } catch (err) {
         if (err.status === 401) {
-          location.assign('/login');
+          this.leave('/login');
           return;
         }
         await new Promise((r) => setTimeout(r, backoff(attempt)));
@@ -259,7 +268,7 @@ class App {
         return true;
       }
       case 'banned':
-        if (isMe) location.assign('/login?reason=banned');
+        if (isMe) this.leave('/login?reason=banned');
         else this.notePresence(user, 'offline');
         return false;
     }
