@@ -22,9 +22,10 @@ import (
 //
 // A long-poll spends nearly all its life waiting. Held by net/http, a
 // waiting poll costs a goroutine stack and the connection's read and write
-// buffers: some 20 KiB. When the poll has to wait, chatd instead takes the
-// connection over (hijacks it), lets the handler return, and keeps only the
-// connection and a small record on the user's queue. When the answer is
+// buffers: some 20 KiB. When a poll has waited parkAfter without an
+// answer, chatd instead takes the connection over (hijacks it), lets the
+// handler return, and keeps only the connection and a small record on the
+// user's queue. Polls answered sooner (busy rooms) stay on the fast path. When the answer is
 // ready, it writes the HTTP response itself and hands the connection back
 // to the HTTP server through the Listener, which serves the client's next
 // request on it as on any kept-alive connection.
@@ -199,6 +200,10 @@ func (b *bufferedResponse) writeTo(w *bufio.Writer, closing bool) error {
 	return w.Flush()
 }
 
+// parkAfter is how long a poll waits holding its request before its
+// connection is parked.
+const parkAfter = 2 * time.Second
+
 // parkedWriteTimeout bounds how long writing an answer to a parked
 // connection may take before the client is given up.
 const parkedWriteTimeout = 10 * time.Second
@@ -271,7 +276,20 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 	pp.mu.Lock()
 	resp := pp.resp
 	pp.mu.Unlock()
-	if resp == nil {
+	if resp == nil && s.recycle != nil {
+		// A poll that is answered soon is cheapest answered here; only a
+		// poll that has waited parkAfter is parked. Busy clients never pay
+		// for taking the connection over and handing it back.
+		t := time.NewTimer(parkAfter)
+		select {
+		case <-pp.ready:
+			resp = pp.resp
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if resp == nil && ctx.Err() == nil {
 		if conn, ok := s.hijack(w); ok {
 			pp.mu.Lock()
 			if pp.resp == nil {
@@ -289,6 +307,8 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 			s.answerParked(conn, resp, r.Close || !r.ProtoAtLeast(1, 1))
 			return
 		}
+	}
+	if resp == nil {
 		select {
 		case <-pp.ready:
 		case <-ctx.Done():
