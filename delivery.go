@@ -11,6 +11,7 @@ import (
 	"chatd/api"
 	"chatd/auth"
 	"chatd/comet"
+	"chatd/events"
 	"chatd/rooms"
 )
 
@@ -119,9 +120,9 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer tx.Rollback()
-	var cursor int64
-	if err := tx.QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&cursor); err != nil {
-		return fmt.Errorf("state: cursor: %w", err)
+	cursor, err := events.Newest(ctx, tx)
+	if err != nil {
+		return err
 	}
 	visible, err := rooms.Visible(ctx, tx, id.User.ID)
 	if err != nil {

@@ -143,7 +143,7 @@ type parkedPoll struct {
 	resp    *bufferedResponse // the answer, when it came before parking
 	ready   chan struct{}     // closed when resp is set
 	conn    net.Conn          // the parked connection
-	closing bool              // the client wants the connection closed after
+	closing bool              // the client wants the connection closed after (set before Start)
 }
 
 // bufferedResponse is an http.ResponseWriter that keeps the response, so
@@ -255,7 +255,7 @@ func (s *Server) pollResponse(r *http.Request, res comet.Result, err error) *buf
 // through Listen), or else waits holding the request.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request) {
 	ctx := r.Context()
-	pp := &parkedPoll{ready: make(chan struct{})}
+	pp := &parkedPoll{ready: make(chan struct{}), closing: r.Close || !r.ProtoAtLeast(1, 1)}
 	deliver := func(res comet.Result, err error) {
 		resp := s.pollResponse(r, res, err)
 		pp.mu.Lock()
@@ -295,7 +295,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 			if pp.resp == nil {
 				// Parked: the answer will be written by deliver.
 				pp.conn = conn
-				pp.closing = r.Close || !r.ProtoAtLeast(1, 1)
 				pp.mu.Unlock()
 				return
 			}
@@ -304,7 +303,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 			pp.mu.Unlock()
 			s.presence.PollEnded(req.Client)
 			s.parkedWG.Add(1)
-			s.answerParked(conn, resp, r.Close || !r.ProtoAtLeast(1, 1))
+			s.answerParked(conn, resp, pp.closing)
 			return
 		}
 	}

@@ -89,10 +89,9 @@ type Log struct {
 func Open(ctx context.Context, db *store.DB, window time.Duration) (*Log, error) {
 	l := &Log{db: db, window: window}
 	db.AfterCommit(l.flush)
-	var last int64
-	err := db.Reader().QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&last)
+	last, err := Newest(ctx, db.Reader())
 	if err != nil {
-		return nil, fmt.Errorf("events: read last id: %w", err)
+		return nil, err
 	}
 	l.last.Store(last)
 	if err := l.refreshFloor(ctx); err != nil {
@@ -105,14 +104,29 @@ func Open(ctx context.Context, db *store.DB, window time.Duration) (*Log, error)
 // first Append.
 func (l *Log) PublishTo(p Publisher) { l.pub = p }
 
+// Querier is what a database or a transaction offers for reading one row.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Newest returns the id of the newest event committed as q sees it (0 for
+// none). Read in a snapshot with other data, it is the cursor that goes
+// with that data.
+func Newest(ctx context.Context, q Querier) (int64, error) {
+	var id int64
+	if err := q.QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&id); err != nil {
+		return 0, fmt.Errorf("events: newest id: %w", err)
+	}
+	return id, nil
+}
+
 // NextID returns the id the next event appended in tx will get. Memberships
 // that start "from now" use it, so the event that announces a join is the
 // first one the new member sees.
 func NextID(ctx context.Context, tx *store.Tx) (int64, error) {
-	var seq int64
-	err := tx.QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&seq)
+	seq, err := Newest(ctx, tx)
 	if err != nil {
-		return 0, fmt.Errorf("events: next id: %w", err)
+		return 0, err
 	}
 	return seq + 1, nil
 }
@@ -295,10 +309,6 @@ ORDER BY e.id LIMIT ?`
 // Last returns the id of the newest committed event.
 func (l *Log) Last() int64 { return l.last.Load() }
 
-// Floor returns the oldest cursor that can still be replayed: a cursor
-// below it must resynchronise.
-func (l *Log) Floor() int64 { return l.floor.Load() }
-
 // refreshFloor recomputes the replay floor from the window.
 func (l *Log) refreshFloor(ctx context.Context) error {
 	cut := time.Now().Add(-l.window).UnixMilli()
@@ -353,10 +363,9 @@ func (l *Log) Check(ctx context.Context, cursor int64) error {
 	if cursor > l.last.Load() {
 		// The commit may be a moment ahead of the publication; ask the
 		// database before refusing.
-		var last int64
-		err := l.db.Reader().QueryRowContext(ctx, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)").Scan(&last)
+		last, err := Newest(ctx, l.db.Reader())
 		if err != nil {
-			return fmt.Errorf("events: check cursor: %w", err)
+			return err
 		}
 		if cursor > last {
 			return api.Errorf(api.InvalidArgument, "cursor %d is from the future (the newest event is %d)", cursor, last)

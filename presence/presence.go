@@ -307,19 +307,6 @@ func (t *Tracker) Count() int {
 	return len(t.clients)
 }
 
-// Online returns the statuses of the users among ids who are not offline.
-func (t *Tracker) Online(ids []int64) map[int64]string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[int64]string)
-	for _, id := range ids {
-		if s := t.statusLocked(id); s != Offline {
-			out[id] = s
-		}
-	}
-	return out
-}
-
 // Routes adds the presence endpoint.
 func (t *Tracker) Routes(mux *http.ServeMux, require func(http.Handler) http.Handler) {
 	mux.Handle("POST /api/presence", require(api.Handler(t.log, func(w http.ResponseWriter, r *http.Request) error {

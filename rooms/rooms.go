@@ -335,23 +335,24 @@ func (s *Service) leave(ctx context.Context, tx *store.Tx, r Room, u auth.User, 
 	return nil
 }
 
+// roomEvent is an event about a room itself (made, changed, deleted):
+// public rooms are listed to everyone, so everyone hears of them; private
+// and direct rooms only their members.
+func roomEvent(kind string, roomID int64, body events.Body) events.Event {
+	ev := events.Event{Body: body, Audience: events.RoomMembers, RoomID: roomID}
+	if kind == Public {
+		ev.Audience = events.Everyone
+	}
+	return ev
+}
+
 // Create makes a room with the creator as its first member. It returns
 // Conflict when the name is taken.
 func (s *Service) Create(ctx context.Context, creator auth.User, name, topic string, private bool) (Room, error) {
-	if err := ValidName(name); err != nil {
-		return Room{}, err
-	}
-	if err := ValidTopic(topic); err != nil {
-		return Room{}, err
-	}
-	kind := Public
-	if private {
-		kind = Private
-	}
 	var room Room
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		room, err = s.create(ctx, tx, creator, name, topic, kind)
+		room, err = s.CreateTx(ctx, tx, creator, name, topic, private)
 		return err
 	})
 	return room, err
@@ -391,14 +392,7 @@ func (s *Service) create(ctx context.Context, tx *store.Tx, creator auth.User, n
 	if _, err := tx.ExecContext(ctx, "INSERT INTO memberships (room_id, user_id, since_event) VALUES (?, ?, ?)", id, creator.ID, next); err != nil {
 		return Room{}, fmt.Errorf("rooms: create %q: %w", name, err)
 	}
-	ev := events.Event{
-		Body:     events.Body{Type: "room_created", Room: name, User: creator.Name, Kind: kind, Topic: &topic},
-		Audience: events.RoomMembers,
-		RoomID:   id,
-	}
-	if kind == Public {
-		ev.Audience = events.Everyone
-	}
+	ev := roomEvent(kind, id, events.Body{Type: "room_created", Room: name, User: creator.Name, Kind: kind, Topic: &topic})
 	if _, err := s.events.Append(ctx, tx, ev); err != nil {
 		return Room{}, err
 	}
@@ -534,14 +528,7 @@ func (s *Service) SetTopicTx(ctx context.Context, tx *store.Tx, u auth.User, nam
 		return Room{}, fmt.Errorf("rooms: topic of %s: %w", name, err)
 	}
 	r.Topic = topic
-	ev := events.Event{
-		Body:     events.Body{Type: "room_updated", Room: r.Name, User: u.Name, Kind: r.Kind, Topic: &topic},
-		Audience: events.RoomMembers,
-		RoomID:   r.ID,
-	}
-	if r.Kind == Public {
-		ev.Audience = events.Everyone
-	}
+	ev := roomEvent(r.Kind, r.ID, events.Body{Type: "room_updated", Room: r.Name, User: u.Name, Kind: r.Kind, Topic: &topic})
 	if _, err := s.events.Append(ctx, tx, ev); err != nil {
 		return Room{}, err
 	}
@@ -579,14 +566,7 @@ func (s *Service) Delete(ctx context.Context, tx *store.Tx, admin auth.User, nam
 	if r.Name == Lobby {
 		return api.Errorf(api.InvalidArgument, "the lobby cannot be deleted")
 	}
-	ev := events.Event{
-		Body:     events.Body{Type: "room_deleted", Room: r.Name, By: admin.Name},
-		Audience: events.RoomMembers,
-		RoomID:   r.ID,
-	}
-	if r.Kind == Public {
-		ev.Audience = events.Everyone
-	}
+	ev := roomEvent(r.Kind, r.ID, events.Body{Type: "room_deleted", Room: r.Name, By: admin.Name})
 	id, err := s.events.Append(ctx, tx, ev)
 	if err != nil {
 		return err
