@@ -248,11 +248,9 @@ func TestSecondPollSupersedesFirst(t *testing.T) {
 	alice := register(t, srv, "alice", "password1")
 	cursor := alice.online()
 
-	first := make(chan *response, 1)
-	go func() { first <- alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=30", cursor), nil) }()
+	first := alice.pollAsync(cursor, 30*time.Second)
 	waitPending(t, srv, 1)
-	second := make(chan *response, 1)
-	go func() { second <- alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=30", cursor), nil) }()
+	second := alice.pollAsync(cursor, 30*time.Second)
 
 	r := <-first
 	if r.Status != 409 || r.ErrorCode() != "superseded" {
@@ -273,13 +271,11 @@ func TestSecondPollSupersedesFirst(t *testing.T) {
 	// supersedes the other.
 	other := login(t, srv, "alice", "password1")
 	c2 := other.state()
-	a := make(chan *response, 2)
-	go func() { a <- alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=30", c2), nil) }()
-	go func() { a <- other.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=30", c2), nil) }()
+	a, b := alice.pollAsync(c2, 30*time.Second), other.pollAsync(c2, 30*time.Second)
 	waitPending(t, srv, 2)
 	alice.post("lobby", "both")
-	for range 2 {
-		if r := <-a; r.Status != 200 {
+	for _, ch := range []<-chan *response{a, b} {
+		if r := <-ch; r.Status != 200 {
 			t.Fatalf("poll of one of two browsers: %d %s", r.Status, r.Body)
 		}
 	}
@@ -434,9 +430,7 @@ func TestPresenceTimeoutLogsOut(t *testing.T) {
 func TestDisconnectEndsPendingPoll(t *testing.T) {
 	srv := startServer(t)
 	alice := register(t, srv, "alice", "password1")
-	cursor := alice.online()
-	done := make(chan *response, 1)
-	go func() { done <- alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=50", cursor), nil) }()
+	done := alice.pollAsync(alice.online(), 50*time.Second)
 	waitPending(t, srv, 1)
 	alice.must(204, "POST", "/api/disconnect", nil)
 	select {
@@ -452,9 +446,7 @@ func TestDisconnectEndsPendingPoll(t *testing.T) {
 func TestGracefulShutdownAnswersPendingPolls(t *testing.T) {
 	srv := startServer(t)
 	alice := register(t, srv, "alice", "password1")
-	cursor := alice.online()
-	done := make(chan *response, 1)
-	go func() { done <- alice.do("GET", fmt.Sprintf("/api/events?cursor=%d&timeout=50", cursor), nil) }()
+	done := alice.pollAsync(alice.online(), 50*time.Second)
 	waitPending(t, srv, 1)
 	start := time.Now()
 	srv.Stop(t) // fails the test unless chatd exits 0
@@ -496,4 +488,13 @@ func TestCursorOlderThanReplayWindowMustResync(t *testing.T) {
 	if !containsMessage(a.Events, "after resync") {
 		t.Fatalf("poll from the fresh cursor: %+v", a)
 	}
+}
+
+// pollAsync starts a long-poll from cursor and returns where its raw
+// answer (whatever the status) will arrive.
+func (c *client) pollAsync(cursor int64, timeout time.Duration) <-chan *response {
+	ch := make(chan *response, 1)
+	path := fmt.Sprintf("/api/events?cursor=%d&timeout=%d", cursor, int(timeout.Seconds()))
+	go func() { ch <- c.do("GET", path, nil) }()
+	return ch
 }
