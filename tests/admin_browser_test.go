@@ -28,7 +28,7 @@ func TestAdminBrowserBan(t *testing.T) {
 	ada.open(srv, "/admin")
 	ada.waitJS("bob on the admin page", 5*time.Second, `document.querySelector('tr[data-user="bob"] button.ban') !== null`)
 	bob.signIn(srv, "bob", password)
-	admEventually(t, "bob's chat to poll", 10*time.Second, func() bool { return admPending(t, adaAPI, "bob") == 1 })
+	eventually(t, "bob's chat to poll", 10*time.Second, func() bool { polls, _ := userPolls(t, adaAPI, "bob"); return polls == 1 })
 	// The page was loaded before bob came: his client shows up when the
 	// clients table refreshes itself.
 	ada.waitJS("bob's live client listed", 10*time.Second,

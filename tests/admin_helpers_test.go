@@ -79,41 +79,6 @@ func admCreateBot(t *testing.T, admin *client, name string) *client {
 	return bot
 }
 
-// admPending returns the pending polls of the user's clients, as the admin
-// API counts them.
-func admPending(t *testing.T, admin *client, user string) int {
-	t.Helper()
-	var body struct {
-		Clients []struct {
-			User         string `json:"user"`
-			PendingPolls int    `json:"pending_polls"`
-		} `json:"clients"`
-	}
-	admin.must(200, "GET", "/api/admin/clients", nil).JSON(t, &body)
-	n := 0
-	for _, c := range body.Clients {
-		if strings.EqualFold(c.User, user) {
-			n += c.PendingPolls
-		}
-	}
-	return n
-}
-
-// admEventually checks cond every 10 ms until it holds, failing the test
-// after within.
-func admEventually(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-		<-tick.C
-	}
-}
-
 // admPollResult is the end of a poll made in the background.
 type admPollResult struct {
 	Status int

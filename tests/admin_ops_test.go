@@ -44,7 +44,7 @@ func TestAdminOperatorCommands(t *testing.T) {
 	// soon waits until c's request answers want.
 	soon := func(what string, c *client, want int, method, path string) {
 		t.Helper()
-		admEventually(t, what, 10*time.Second, func() bool { return c.do(method, path, nil).Status == want })
+		eventually(t, what, 10*time.Second, func() bool { return c.do(method, path, nil).Status == want })
 	}
 
 	admOperator(t, srv, "dave-password-1\n", false, "user", "create", "dave", "-password-stdin")
@@ -265,7 +265,7 @@ func TestAdminPingBotExample(t *testing.T) {
 			t.Logf("pingbot's log:\n%s", logs.String())
 		}
 	})
-	admEventually(t, "pingbot to be listening", 10*time.Second, func() bool { return admPending(t, ada, "pingbot") == 1 })
+	eventually(t, "pingbot to be listening", 10*time.Second, func() bool { polls, _ := userPolls(t, ada, "pingbot"); return polls == 1 })
 
 	reply := func(room string) func(e event) bool {
 		return func(e event) bool {
@@ -337,7 +337,7 @@ func TestAdminPingBotStopsCleanly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	admEventually(t, "pingbot to be listening", 10*time.Second, func() bool { return admPending(t, ada, "pingbot") == 1 })
+	eventually(t, "pingbot to be listening", 10*time.Second, func() bool { polls, _ := userPolls(t, ada, "pingbot"); return polls == 1 })
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("pingbot after SIGTERM: %v, want exit 0", err)

@@ -22,7 +22,7 @@ func TestAdminBanEndsPollAndSessions(t *testing.T) {
 
 	cursor := bob.online()
 	done := admPollAsync(bob, cursor, 30*time.Second)
-	admEventually(t, "bob's poll to be pending", 5*time.Second, func() bool { return admPending(t, ada, "bob") == 1 })
+	eventually(t, "bob's poll to be pending", 5*time.Second, func() bool { polls, _ := userPolls(t, ada, "bob"); return polls == 1 })
 
 	start := time.Now()
 	ada.must(204, "POST", "/api/admin/users/bob/ban", nil)
@@ -60,7 +60,7 @@ func TestAdminBanEndsPollAndSessions(t *testing.T) {
 		t.Errorf("bob signing in after the ban: %d %s, want 403 saying banned", r.Status, r.Body)
 	}
 	carol.waitFor(&carolCursor, 5*time.Second, func(e event) bool { return e.Type == "banned" && e.User == "bob" })
-	if n := admPending(t, ada, "bob"); n != 0 {
+	if n, _ := userPolls(t, ada, "bob"); n != 0 {
 		t.Errorf("bob still has %d pending polls", n)
 	}
 
@@ -107,7 +107,7 @@ func TestAdminRevokedBotTokenGets401(t *testing.T) {
 
 	cursor := bot.online()
 	done := admPollAsync(bot, cursor, 30*time.Second)
-	admEventually(t, "the bot's poll to be pending", 5*time.Second, func() bool { return admPending(t, ada, "helper") == 1 })
+	eventually(t, "the bot's poll to be pending", 5*time.Second, func() bool { polls, _ := userPolls(t, ada, "helper"); return polls == 1 })
 	start := time.Now()
 	ada.must(204, "DELETE", "/api/admin/bots/helper", nil)
 	if r := bot.do("GET", "/api/me", nil); r.Status != 401 {

@@ -113,7 +113,7 @@ func TestBrowserResyncAndSupersede(t *testing.T) {
 		bob.post("lobby", "ends the poll before the 409")
 		tb.waitMessage("ends the poll before the 409", 2*time.Second)
 		var polls []time.Time
-		untilTrue(t, "a poll after the superseded one", 6*time.Second, func() bool {
+		eventually(t, "a poll after the superseded one", 6*time.Second, func() bool {
 			polls = pi.pollsSince(n)
 			return len(polls) >= 2
 		})

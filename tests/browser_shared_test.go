@@ -29,47 +29,12 @@ func metricPendingPolls(t *testing.T, c *client) float64 {
 	return 0
 }
 
-// adminClientPolls sums the pending polls of the user's clients in
-// /api/admin/clients, and counts those clients.
-func adminClientPolls(t *testing.T, admin *client, user string) (polls, clients int) {
-	t.Helper()
-	var body struct {
-		Clients []struct {
-			User         string `json:"user"`
-			Client       string `json:"client"`
-			PendingPolls int    `json:"pending_polls"`
-		} `json:"clients"`
-	}
-	admin.must(200, "GET", "/api/admin/clients", nil).JSON(t, &body)
-	for _, c := range body.Clients {
-		if strings.EqualFold(c.User, user) {
-			polls += c.PendingPolls
-			clients++
-		}
-	}
-	return polls, clients
-}
-
-// untilTrue checks cond every 20 ms until it holds or within passes.
-func untilTrue(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-		<-tick.C
-	}
-}
-
 // assertOnePoll checks that the browser of user holds exactly one pending
 // poll, watching for a while so that a second poll would be seen.
 func assertOnePoll(t *testing.T, admin *client, user string, during time.Duration) {
 	t.Helper()
-	untilTrue(t, "one pending poll", 5*time.Second, func() bool {
-		p, _ := adminClientPolls(t, admin, user)
+	eventually(t, "one pending poll", 5*time.Second, func() bool {
+		p, _ := userPolls(t, admin, user)
 		return p == 1 && metricPendingPolls(t, admin) == 1
 	})
 	end := time.Now().Add(during)
@@ -81,7 +46,7 @@ func assertOnePoll(t *testing.T, admin *client, user string, during time.Duratio
 		if m := metricPendingPolls(t, admin); m > 1 {
 			t.Fatalf("chatd_long_polls_pending = %v, want at most 1 for one browser", m)
 		}
-		p, clients := adminClientPolls(t, admin, user)
+		p, clients := userPolls(t, admin, user)
 		if p > 1 || clients > 1 {
 			t.Fatalf("%s has %d pending polls over %d clients, want one browser with one poll", user, p, clients)
 		}
@@ -170,10 +135,10 @@ func TestBrowserOneConnectionPerBrowser(t *testing.T) {
 	// long before the 60 s presence timeout.
 	tabs[1].close()
 	tabs[2].close()
-	untilTrue(t, "erin offline after her last tab closed", 5*time.Second, func() bool {
+	eventually(t, "erin offline after her last tab closed", 5*time.Second, func() bool {
 		return apiMemberStatus(t, admin, "lobby", "erin") == "offline"
 	})
-	untilTrue(t, "no pending poll", 5*time.Second, func() bool { return metricPendingPolls(t, admin) == 0 })
+	eventually(t, "no pending poll", 5*time.Second, func() bool { return metricPendingPolls(t, admin) == 0 })
 }
 
 // TestBrowserLeaderElection: without SharedWorker, tabs elect a leader with
@@ -196,7 +161,7 @@ func TestBrowserLeaderElection(t *testing.T) {
 	leader := func(open []*browserTab) *browserTab {
 		t.Helper()
 		var found *browserTab
-		untilTrue(t, "exactly one leader", 5*time.Second, func() bool {
+		eventually(t, "exactly one leader", 5*time.Second, func() bool {
 			found = nil
 			n := 0
 			for _, tb := range open {
@@ -249,7 +214,7 @@ func TestBrowserLeaderElection(t *testing.T) {
 	for _, tb := range rest {
 		tb.close()
 	}
-	untilTrue(t, "frank offline after his last tab closed", 5*time.Second, func() bool {
+	eventually(t, "frank offline after his last tab closed", 5*time.Second, func() bool {
 		return apiMemberStatus(t, admin, "lobby", "frank") == "offline"
 	})
 }

@@ -2,11 +2,9 @@ package tests
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -71,20 +69,7 @@ func TestBrowserXSSCorpusIsInert(t *testing.T) {
 
 	c := startChrome(t)
 	tb := c.newProfile(t, "alice").newTab("chat")
-	var mu sync.Mutex
-	var dialogs []string
-	opening := chromedp.Events(tb.ctx, page.JavascriptDialogOpening)
-	go func() {
-		for ev, err := range opening {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			dialogs = append(dialogs, ev.Message)
-			mu.Unlock()
-			chromedp.Call(tb.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
-		}
-	}()
+	dialogs := watchPage(t, tb)
 	tb.signIn(srv, "alice", browserPassword)
 	tb.do("set the canary", jsAction(`window.chatdCanary = 'intact'`))
 	for i := half; i < len(xssCorpus); i++ {
@@ -97,56 +82,19 @@ func TestBrowserXSSCorpusIsInert(t *testing.T) {
 	tb.waitJS("the edit", 5*time.Second, fmt.Sprintf(
 		`document.querySelector('#message-list li[data-id="%d"] .message-body')?.textContent.includes('edited')`, edited.ID))
 
+	// A message body holds only harmless formatting, with no handler,
+	// style, source or form action.
+	rules := xssRules{
+		tags:    `/^(A|B|STRONG|I|EM|U|S|DEL|INS|MARK|SMALL|SUB|SUP|CODE|PRE|KBD|SAMP|BLOCKQUOTE|P|BR|UL|OL|LI|SPAN)$/`,
+		badAttr: `(a) => /^on|^style$|^src$|^srcdoc$|^action$|^formaction$/i.test(a.name)`,
+	}
 	check := func(when string) {
 		t.Helper()
 		// Let any handler that could fire (an image error, a focus, a
 		// load) do so: two frames and a macrotask after the DOM settled.
 		tb.waitJS("a settled page", 5*time.Second,
 			`new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(() => r(true), 50))))`)
-		type verdict struct {
-			Pwned     any      `json:"pwned"`
-			Canary    any      `json:"canary"`
-			Dangerous []string `json:"dangerous"`
-			BadAttrs  []string `json:"badAttrs"`
-			BadLinks  []string `json:"badLinks"`
-			Literal   []string `json:"literalMissing"`
-			Messages  int      `json:"messages"`
-		}
-		v := pageEval[verdict](tb, `(() => {
-			const list = document.getElementById('message-list');
-			const bodies = [...list.querySelectorAll('.message-body')];
-			const all = bodies.flatMap((b) => [...b.querySelectorAll('*')]);
-			const dangerous = all.filter((n) => !/^(A|B|STRONG|I|EM|U|S|DEL|INS|MARK|SMALL|SUB|SUP|CODE|PRE|KBD|SAMP|BLOCKQUOTE|P|BR|UL|OL|LI|SPAN)$/.test(n.tagName)).map((n) => n.outerHTML);
-			const badAttrs = all.flatMap((n) => [...n.attributes].filter((a) => /^on|^style$|^src$|^srcdoc$|^action$|^formaction$/i.test(a.name)).map((a) => n.tagName + ' ' + a.name + '=' + a.value));
-			const badLinks = [...list.querySelectorAll('.message-body a')].filter((a) => a.hasAttribute('href') && (!/^(https?:|mailto:)/i.test(a.getAttribute('href')) || a.target !== '_blank' || !/noopener/.test(a.rel))).map((a) => a.outerHTML);
-			const texts = bodies.map((b) => b.textContent);
-			const literalMissing = `+jsQuoteAll(xssCorpus)+`.filter((p) => !texts.some((t) => t === p));
-			return { pwned: window.chatdPwned ?? null, canary: window.chatdCanary ?? null, dangerous, badAttrs, badLinks, literalMissing, messages: bodies.length };
-		})()`)
-		if v.Pwned != nil {
-			t.Errorf("%s: a payload ran: window.chatdPwned = %v", when, v.Pwned)
-		}
-		if v.Canary != "intact" {
-			t.Errorf("%s: the canary changed: %v", when, v.Canary)
-		}
-		for _, d := range v.Dangerous {
-			t.Errorf("%s: an element outside harmless formatting reached the page: %s", when, d)
-		}
-		for _, a := range v.BadAttrs {
-			t.Errorf("%s: a dangerous attribute reached the page: %s", when, a)
-		}
-		for _, l := range v.BadLinks {
-			t.Errorf("%s: a link that is not a safe new-tab http(s)/mailto link: %s", when, l)
-		}
-		for _, p := range v.Literal {
-			t.Errorf("%s: the text message %q does not read literally", when, p)
-		}
-		mu.Lock()
-		for _, d := range dialogs {
-			t.Errorf("%s: a dialog opened: %q", when, d)
-		}
-		mu.Unlock()
-		t.Logf("%s: %d messages inert", when, v.Messages)
+		checkInertPage(t, tb, when, rules, xssCorpus, dialogs)
 	}
 	check("live")
 	tb.do("reload", chromedp.Reload())

@@ -448,3 +448,23 @@ func (c *client) history(room string) []message {
 		before = page.Messages[0].ID
 	}
 }
+
+// userPolls sums the pending polls of the user's clients, as admin sees them
+// in /api/admin/clients, and counts those clients.
+func userPolls(t testing.TB, admin *client, user string) (polls, clients int) {
+	t.Helper()
+	var body struct {
+		Clients []struct {
+			User         string `json:"user"`
+			PendingPolls int    `json:"pending_polls"`
+		} `json:"clients"`
+	}
+	admin.must(200, "GET", "/api/admin/clients", nil).JSON(t, &body)
+	for _, c := range body.Clients {
+		if strings.EqualFold(c.User, user) {
+			polls += c.PendingPolls
+			clients++
+		}
+	}
+	return polls, clients
+}
