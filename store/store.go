@@ -49,6 +49,10 @@ type DB struct {
 
 	afterCommit []func() // set before the first write; run by the writer
 
+	// Each caller's savepoint, prepared once: run as plain SQL, SQLite
+	// would parse them anew for every caller.
+	savepoint, release *sql.Stmt
+
 	commits   atomic.Int64 // transactions committed
 	batched   atomic.Int64 // callers committed
 	lastErr   atomic.Value // string: the last commit failure, "" when healthy
@@ -128,6 +132,14 @@ func Open(ctx context.Context, path string, migrations []string) (*DB, error) {
 		reqs:  make(chan *request, maxBatch),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
+	}
+	if db.savepoint, err = write.PrepareContext(ctx, "SAVEPOINT w"); err == nil {
+		db.release, err = write.PrepareContext(ctx, "RELEASE w")
+	}
+	if err != nil {
+		read.Close()
+		write.Close()
+		return nil, fmt.Errorf("store: prepare savepoints: %w", err)
 	}
 	db.lastErr.Store("")
 	db.healthyAt.Store(time.Now().UnixMilli())
@@ -238,10 +250,12 @@ func (db *DB) commit(batch []*request) {
 		db.failAll(batch, err)
 		return
 	}
+	savepoint := tx.StmtContext(ctx, db.savepoint)
+	release := tx.StmtContext(ctx, db.release)
 	ok := 0
 	for _, r := range batch {
 		r.tx = Tx{Tx: tx}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := savepoint.ExecContext(ctx); err != nil {
 			r.answer(db.unavailable(err))
 			continue
 		}
@@ -252,14 +266,14 @@ func (db *DB) commit(batch []*request) {
 				db.failAll(batch, rerr)
 				return
 			}
-			tx.ExecContext(ctx, "RELEASE w")
+			release.ExecContext(ctx)
 			if isStorageErr(err) {
 				err = db.unavailable(err)
 			}
 			r.answer(err)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := release.ExecContext(ctx); err != nil {
 			tx.Rollback()
 			db.failAll(batch, err)
 			return
