@@ -102,8 +102,8 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 
-	recycle  *recycler      // set by Listen: where parked connections go back
-	parkedWG sync.WaitGroup // answers being written to parked connections
+	recycle *recycler      // set by Listen: where the poll lane gives connections back
+	answers sync.WaitGroup // answers the poll lane is writing
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -254,7 +254,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closing.Do(func() {
 		s.hub.Close()
-		s.waitParked(parkedWriteTimeout)
+		s.waitAnswers(laneWriteTimeout)
 		close(s.stop)
 		s.wg.Wait()
 		if cerr := s.db.Close(); cerr != nil {

@@ -67,19 +67,39 @@ func truncate(s string) string {
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	id, _ := auth.FromContext(r.Context())
-	p, err := ParsePoll(r.URL.Query())
+	req, err := s.pollRequest(r, id)
 	if err != nil {
 		return err
+	}
+	s.poll(w, r, req)
+	return nil
+}
+
+// startPoll is handleEvents's checks for a poll the lane read: who calls,
+// then the parameters.
+func (s *Server) startPoll(r *http.Request) (comet.Request, error) {
+	id, err := s.auth.Identify(r)
+	if err != nil {
+		return comet.Request{}, err
+	}
+	return s.pollRequest(r, id)
+}
+
+// pollRequest reads a poll's parameters, checks its cursor and records the
+// client's poll with presence.
+func (s *Server) pollRequest(r *http.Request, id auth.Identity) (comet.Request, error) {
+	p, err := ParsePoll(r.URL.Query())
+	if err != nil {
+		return comet.Request{}, err
 	}
 	ctx := r.Context()
 	if !p.HasCursor {
 		p.Cursor = s.events.Last()
 	} else if err := s.events.Check(ctx, p.Cursor); err != nil {
-		return err
+		return comet.Request{}, err
 	}
 	s.presence.PollStarted(ctx, id.User, id.Client, r)
-	s.poll(w, r, comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout})
-	return nil
+	return comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout}, nil
 }
 
 // encodePoll writes a poll answer from the events' pre-encoded JSON.
@@ -88,7 +108,11 @@ func encodePoll(res comet.Result) []byte {
 	for _, e := range res.Events {
 		n += len(e.JSON) + 1
 	}
-	b := make([]byte, 0, n)
+	return appendPoll(make([]byte, 0, n), res)
+}
+
+// appendPoll appends the JSON of a poll answer to b.
+func appendPoll(b []byte, res comet.Result) []byte {
 	b = append(b, `{"cursor":`...)
 	b = strconv.AppendInt(b, res.Cursor, 10)
 	b = append(b, `,"events":[`...)
@@ -98,8 +122,7 @@ func encodePoll(res comet.Result) []byte {
 		}
 		b = append(b, e.JSON...)
 	}
-	b = append(b, "]}"...)
-	return b
+	return append(b, "]}"...)
 }
 
 func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) error {

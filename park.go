@@ -1,11 +1,10 @@
 package chatd
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -18,25 +17,21 @@ import (
 	"chatd/comet"
 )
 
-// Parking idle long-polls.
+// Connections handed back.
 //
-// A long-poll spends nearly all its life waiting. Held by net/http, a
-// waiting poll costs a goroutine stack and the connection's read and write
-// buffers: some 20 KiB. When a poll has waited parkAfter without an
-// answer, chatd instead takes the connection over (hijacks it), lets the
-// handler return, and keeps only the connection and a small record on the
-// user's queue. Polls answered sooner (busy rooms) stay on the fast path. When the answer is
-// ready, it writes the HTTP response itself and hands the connection back
-// to the HTTP server through the Listener, which serves the client's next
-// request on it as on any kept-alive connection.
+// The poll lane (lane.go) takes kept-alive connections over from the HTTP
+// server; the recycler is the listener through which it gives a connection
+// back when the client's next request is not a poll.
 
-// Listen wraps ln so that connections of answered long-polls go back to the
-// HTTP server: serve on the returned listener. Without it (tests that
-// serve the handler some other way), waiting polls hold their request.
+// Listen wraps ln so that connections the poll lane took over can go back
+// to the HTTP server: serve on the returned listener. Without it (tests
+// that serve the handler some other way), polls are served by net/http
+// alone, each holding its request while it waits.
 func (s *Server) Listen(ln net.Listener) net.Listener {
 	l := &recycler{
 		Listener: ln,
 		fresh:    make(map[net.Conn]bool),
+		lanes:    make(map[*lane]struct{}),
 		back:     make(chan net.Conn, 1024),
 		accepted: make(chan accepted),
 		done:     make(chan struct{}),
@@ -56,6 +51,7 @@ type recycler struct {
 	back      chan net.Conn
 	mu        sync.Mutex
 	fresh     map[net.Conn]bool // given back, and no request read on them since
+	lanes     map[*lane]struct{}
 	accepted  chan accepted
 	done      chan struct{}
 	closeOnce sync.Once
@@ -135,19 +131,8 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// parkedPoll follows one long-poll from its handler to its answer, which
-// may come while the handler still holds the request or after the
-// connection was parked.
-type parkedPoll struct {
-	mu      sync.Mutex
-	resp    *bufferedResponse // the answer, when it came before parking
-	ready   chan struct{}     // closed when resp is set
-	conn    net.Conn          // the parked connection
-	closing bool              // the client wants the connection closed after (set before Start)
-}
-
 // bufferedResponse is an http.ResponseWriter that keeps the response, so
-// it can be written to a parked connection.
+// it can be written to a connection the lane serves.
 type bufferedResponse struct {
 	header http.Header
 	status int
@@ -173,55 +158,29 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
-// writeTo writes the response as HTTP/1.1; with closing set it asks the
-// client to close the connection.
-func (b *bufferedResponse) writeTo(w *bufio.Writer, closing bool) error {
-	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\n", b.status, http.StatusText(b.status))
+// appendTo appends the response as HTTP/1.1 to b; with closing set it asks
+// the client to close the connection.
+func (b *bufferedResponse) appendTo(out []byte, closing bool) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(b.status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(b.status)...)
+	out = append(out, "\r\n"...)
 	b.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	b.header.Set("Content-Length", strconv.Itoa(b.body.Len()))
 	if closing {
 		b.header.Set("Connection", "close")
 	}
-	keys := make([]string, 0, len(b.header))
-	for k := range b.header {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(b.header)) {
 		for _, v := range b.header[k] {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
+			out = append(out, k...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
 		}
 	}
-	w.WriteString("\r\n")
-	w.Write(b.body.Bytes())
-	return w.Flush()
-}
-
-// parkAfter is how long a poll waits holding its request before its
-// connection is parked.
-const parkAfter = 2 * time.Second
-
-// parkedWriteTimeout bounds how long writing an answer to a parked
-// connection may take before the client is given up.
-const parkedWriteTimeout = 10 * time.Second
-
-// answerParked writes resp to a parked connection and hands the connection
-// back to the HTTP server (or closes it).
-func (s *Server) answerParked(c net.Conn, resp *bufferedResponse, closing bool) {
-	defer s.parkedWG.Done()
-	c.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
-	w := bufio.NewWriterSize(c, 512+resp.body.Len())
-	closing = closing || s.recycle == nil || s.recycle.draining.Load()
-	err := resp.writeTo(w, closing)
-	if err != nil || closing {
-		c.Close()
-		return
-	}
-	c.SetWriteDeadline(time.Time{})
-	s.recycle.giveBack(c)
+	out = append(out, "\r\n"...)
+	return append(out, b.body.Bytes()...)
 }
 
 // copyTo sends a buffered response through a live ResponseWriter.
@@ -250,71 +209,31 @@ func (s *Server) pollResponse(r *http.Request, res comet.Result, err error) *buf
 	return b
 }
 
-// poll runs one long-poll for the handler: it answers at once when it can,
-// parks the connection when the poll has to wait (and the server listens
-// through Listen), or else waits holding the request.
-func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request) {
-	ctx := r.Context()
-	pp := &parkedPoll{ready: make(chan struct{}), closing: r.Close || !r.ProtoAtLeast(1, 1)}
-	deliver := func(res comet.Result, err error) {
-		resp := s.pollResponse(r, res, err)
-		pp.mu.Lock()
-		if c := pp.conn; c != nil {
-			pp.conn = nil
-			pp.mu.Unlock()
-			s.presence.PollEnded(req.Client)
-			s.parkedWG.Add(1)
-			go s.answerParked(c, resp, pp.closing)
-			return
-		}
-		pp.resp = resp
-		close(pp.ready)
-		pp.mu.Unlock()
-	}
-	pending := s.hub.Start(ctx, req, deliver)
+// errorResponse renders an error as its HTTP response.
+func (s *Server) errorResponse(r *http.Request, err error) *bufferedResponse {
+	b := newBufferedResponse()
+	api.WriteError(b, r, s.log, err)
+	return b
+}
 
-	pp.mu.Lock()
-	resp := pp.resp
-	pp.mu.Unlock()
-	if resp == nil && s.recycle != nil {
-		// A poll that is answered soon is cheapest answered here; only a
-		// poll that has waited parkAfter is parked. Busy clients never pay
-		// for taking the connection over and handing it back.
-		t := time.NewTimer(parkAfter)
-		select {
-		case <-pp.ready:
-			resp = pp.resp
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+// poll runs one long-poll for the handler: on the poll lane when the
+// connection can be taken over, or else holding the request until the
+// answer.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request) {
+	if s.startLane(w, r, req) {
+		return
 	}
-	if resp == nil && ctx.Err() == nil {
-		if conn, ok := s.hijack(w); ok {
-			pp.mu.Lock()
-			if pp.resp == nil {
-				// Parked: the answer will be written by deliver.
-				pp.conn = conn
-				pp.mu.Unlock()
-				return
-			}
-			// The answer came while the connection was being taken over.
-			resp = pp.resp
-			pp.mu.Unlock()
-			s.presence.PollEnded(req.Client)
-			s.parkedWG.Add(1)
-			s.answerParked(conn, resp, pp.closing)
-			return
-		}
-	}
-	if resp == nil {
-		select {
-		case <-pp.ready:
-		case <-ctx.Done():
-			s.hub.Cancel(pending, ctx.Err())
-			<-pp.ready
-		}
-		resp = pp.resp
+	ctx := r.Context()
+	answer := make(chan *bufferedResponse, 1)
+	pending := s.hub.Start(ctx, req, func(res comet.Result, err error) {
+		answer <- s.pollResponse(r, res, err)
+	})
+	var resp *bufferedResponse
+	select {
+	case resp = <-answer:
+	case <-ctx.Done():
+		s.hub.Cancel(pending, ctx.Err())
+		resp = <-answer
 	}
 	s.presence.PollEnded(req.Client)
 	if ctx.Err() != nil {
@@ -323,29 +242,11 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 	resp.copyTo(w)
 }
 
-// hijack takes the connection over from net/http, when the server listens
-// through Listen and the connection can be taken (HTTP/1.x).
-func (s *Server) hijack(w http.ResponseWriter) (net.Conn, bool) {
-	if s.recycle == nil {
-		return nil, false
-	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return nil, false
-	}
-	if n := brw.Reader.Buffered(); n > 0 {
-		// The client already sent more: keep those bytes in front.
-		early, _ := brw.Reader.Peek(n)
-		conn = &bufferedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(slices.Clone(early)), conn)}
-	}
-	return conn, true
-}
-
-// waitParked waits for the answers being written to parked connections,
-// for at most the given time.
-func (s *Server) waitParked(d time.Duration) {
+// waitAnswers waits for the answers the poll lane is writing, for at most
+// the given time.
+func (s *Server) waitAnswers(d time.Duration) {
 	done := make(chan struct{})
-	go func() { s.parkedWG.Wait(); close(done) }()
+	go func() { s.answers.Wait(); close(done) }()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -367,8 +268,9 @@ func (s *Server) ConnState(c net.Conn, st http.ConnState) {
 }
 
 // drain makes answers close their connections from now on, and closes the
-// connections given back on which the client has sent nothing yet: the
-// HTTP server's Shutdown would wait seconds for them.
+// connections given back on which the client has sent nothing yet (the
+// HTTP server's Shutdown would wait seconds for them) and the lanes waiting
+// for a next request.
 func (l *recycler) drain() {
 	l.draining.Store(true)
 	l.mu.Lock()
@@ -377,4 +279,5 @@ func (l *recycler) drain() {
 		c.Close()
 		delete(l.fresh, c)
 	}
+	l.drainLanes()
 }

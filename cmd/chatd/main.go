@@ -158,8 +158,8 @@ func serve(args []string) error {
 	}
 	hs := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: chatd.ReadHeaderTimeout,
+		IdleTimeout:       chatd.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ConnState:         srv.ConnState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

@@ -1,0 +1,517 @@
+package chatd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"chatd/comet"
+)
+
+// The poll lane.
+//
+// A browser's long-poll connection carries one poll after another, and a
+// busy room answers each within milliseconds. Served by net/http, every
+// one of those polls costs a background read that watches for the client
+// going away, deadline resets, a header map, and a goroutine held for the
+// wait; together several times what answering the poll itself costs.
+//
+// So after the first poll on a kept-alive HTTP/1.1 connection, chatd takes
+// the connection over (hijacks it) and serves the polls that follow on it
+// itself. A waiting poll is then only the connection and a record on the
+// user's queue: no goroutine, no buffer. When the answer comes, a goroutine
+// writes it in one write and reads the client's next request. The first
+// request that is not a poll goes back to the HTTP server through the
+// Listener, with its bytes untouched, and is served like any other.
+//
+// A client that closes its connection while its poll waits is noticed when
+// the poll is answered (at the latest at its timeout); a poll of the same
+// client on a new connection takes over at once.
+
+// IdleTimeout is how long a kept-alive connection may wait for its next
+// request; ReadHeaderTimeout is how long a request's head may take to
+// arrive. The HTTP server should be given the same.
+const (
+	IdleTimeout       = 120 * time.Second
+	ReadHeaderTimeout = 10 * time.Second
+)
+
+// lanePrefix starts every request line the lane serves.
+const lanePrefix = "GET /api/events"
+
+// laneWriteTimeout bounds how long writing one answer may take before the
+// client is given up.
+const laneWriteTimeout = 10 * time.Second
+
+// lane states, for a graceful shutdown.
+const (
+	laneBusy    int32 = iota // answering or handling a request
+	laneReading              // waiting for the client's next request
+	laneWaiting              // a poll waits on the hub
+)
+
+// poll states: how the current poll's answer arrives.
+const (
+	pollStarting int32 = iota // the hub's Start has not returned
+	pollParked                // Start returned with the poll waiting
+	pollAnswered              // answered before Start returned
+)
+
+// lane is one connection whose polls chatd serves itself.
+type lane struct {
+	s      *Server
+	conn   net.Conn
+	src    io.Reader     // the connection, behind bytes the HTTP server had already read
+	br     *bufio.Reader // nil while a poll waits with nothing buffered
+	remote string
+
+	state     atomic.Int32 // lane state
+	pstate    atomic.Int32 // poll state
+	deliverFn func(comet.Result, error)
+
+	// The poll being served.
+	client  string
+	closing bool // close the connection after the answer
+	res     comet.Result
+	err     error
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// laneRequest stands for a lane's request in error answers that outlive it
+// (only its method and path are logged).
+var laneRequest = &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/api/events"}}
+
+// startLane takes the connection of a poll over and serves the poll on it,
+// and the client's requests after it. It returns false, having done
+// nothing, when the connection cannot be taken: the server does not listen
+// through Listen, the client asked to close, or it is not HTTP/1.1.
+func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Request) bool {
+	if s.recycle == nil || r.Close || !r.ProtoAtLeast(1, 1) || s.recycle.draining.Load() {
+		return false
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	l := &lane{s: s, conn: conn, src: conn, remote: r.RemoteAddr}
+	l.deliverFn = l.deliver
+	if n := brw.Reader.Buffered(); n > 0 {
+		// The client already sent more: keep those bytes in front.
+		early, _ := brw.Reader.Peek(n)
+		l.src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	if !s.recycle.addLane(l) {
+		conn.Close()
+		s.presence.PollEnded(req.Client)
+		return true
+	}
+	if l.poll(req) {
+		go l.serve() // and let the HTTP server's goroutine end
+	}
+	return true
+}
+
+// serve reads and serves the client's requests until a poll has to wait,
+// the connection ends, or a request that is not a poll is handed back.
+func (l *lane) serve() {
+	for {
+		r, err := l.next()
+		if err != nil {
+			if errors.Is(err, errHandBack) {
+				l.handBack()
+			} else {
+				l.close()
+			}
+			return
+		}
+		req, err := l.s.startPoll(r)
+		if err != nil {
+			l.client = ""
+			l.closing = r.Close
+			if !l.write(l.s.errorResponse(r, err)) {
+				return
+			}
+			continue
+		}
+		l.closing = r.Close || !r.ProtoAtLeast(1, 1)
+		if !l.poll(req) {
+			return
+		}
+	}
+}
+
+// poll starts req on the hub. When the answer is ready at once it writes it
+// and returns whether to go on serving; when the poll waits it returns
+// false, and the answer is written later by resume.
+func (l *lane) poll(req comet.Request) bool {
+	l.client = req.Client
+	if l.br != nil && l.br.Buffered() == 0 {
+		// A waiting poll keeps no buffer unless the client sent
+		// something more already. (From Start on, the answer may be
+		// served on another goroutine: the buffer goes now.)
+		l.release()
+	}
+	l.pstate.Store(pollStarting)
+	l.state.Store(laneWaiting)
+	l.s.hub.Start(context.Background(), req, l.deliverFn)
+	if l.pstate.CompareAndSwap(pollStarting, pollParked) {
+		return false // the poll waits; resume answers it
+	}
+	return l.answer()
+}
+
+// deliver is the hub's callback with the poll's answer.
+func (l *lane) deliver(res comet.Result, err error) {
+	l.res, l.err = res, err
+	if l.pstate.CompareAndSwap(pollStarting, pollAnswered) {
+		return // Start has not returned: poll answers it
+	}
+	l.s.answers.Add(1)
+	go l.resume()
+}
+
+// resume writes a waiting poll's answer and serves what follows.
+func (l *lane) resume() {
+	ok := l.answer()
+	l.s.answers.Done()
+	if ok {
+		l.serve()
+	}
+}
+
+// answer writes the current poll's answer; it reports whether the
+// connection stays open.
+func (l *lane) answer() bool {
+	res, err := l.res, l.err
+	l.res, l.err = comet.Result{}, nil
+	l.state.Store(laneBusy)
+	l.s.presence.PollEnded(l.client)
+	if err != nil {
+		return l.write(l.s.pollResponse(laneRequest, res, err))
+	}
+	bp := outPool.Get().(*[]byte)
+	defer outPool.Put(bp)
+	*bp = appendAnswer((*bp)[:0], res, l.closing || l.s.recycle.draining.Load())
+	return l.send(*bp)
+}
+
+// appendAnswer appends a poll's 200 answer, headers as api.WriteRaw
+// writes them and the body as encodePoll does.
+func appendAnswer(b []byte, res comet.Result, closing bool) []byte {
+	var digits [20]byte
+	cursor := strconv.AppendInt(digits[:0], res.Cursor, 10)
+	n := len(`{"cursor":,"events":[]}`) + len(cursor) + 1 // and the newline
+	for i, e := range res.Events {
+		if i > 0 {
+			n++
+		}
+		n += len(e.JSON)
+	}
+	b = append(b, "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, "\r\nContent-Type: application/json; charset=utf-8\r\nDate: "...)
+	b = appendDate(b)
+	if closing {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	b = appendPoll(b, res)
+	return append(b, '\n')
+}
+
+// dateStamp is the Date header's value for one second.
+type dateStamp struct {
+	sec int64
+	b   []byte
+}
+
+var lastDate atomic.Pointer[dateStamp]
+
+// appendDate appends the current time as an HTTP Date, formatted once a
+// second.
+func appendDate(b []byte) []byte {
+	now := time.Now()
+	d := lastDate.Load()
+	if d == nil || d.sec != now.Unix() {
+		d = &dateStamp{sec: now.Unix(), b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+		lastDate.Store(d)
+	}
+	return append(b, d.b...)
+}
+
+// write sends a buffered response; it reports whether the connection stays
+// open.
+func (l *lane) write(resp *bufferedResponse) bool {
+	bp := outPool.Get().(*[]byte)
+	defer outPool.Put(bp)
+	*bp = resp.appendTo((*bp)[:0], l.closing || l.s.recycle.draining.Load())
+	return l.send(*bp)
+}
+
+// send writes one whole response and closes the connection when the
+// response said so or the write failed.
+func (l *lane) send(b []byte) bool {
+	l.conn.SetWriteDeadline(time.Now().Add(laneWriteTimeout))
+	_, err := l.conn.Write(b)
+	if err != nil || l.closing || l.s.recycle.draining.Load() {
+		l.close()
+		return false
+	}
+	return true
+}
+
+// errHandBack: the next request is not one for the lane.
+var errHandBack = errors.New("chatd: not a poll")
+
+// next reads the client's next request when it is a poll (a GET of
+// /api/events whose head fits the buffer), or returns errHandBack with the
+// request left unread.
+func (l *lane) next() (*http.Request, error) {
+	if l.br == nil {
+		l.br = readerPool.Get().(*bufio.Reader)
+		l.br.Reset(l.src)
+	}
+	l.state.Store(laneReading)
+	if l.s.recycle.draining.Load() {
+		return nil, net.ErrClosed
+	}
+	l.conn.SetReadDeadline(time.Now().Add(IdleTimeout))
+	if _, err := l.br.Peek(1); err != nil {
+		return nil, err
+	}
+	var head []byte
+	for slow := false; ; {
+		buf, _ := l.br.Peek(l.br.Buffered())
+		if n := min(len(buf), len(lanePrefix)+1); string(buf[:n]) != (lanePrefix + "?")[:n] && string(buf[:n]) != (lanePrefix + " ")[:n] {
+			return nil, errHandBack
+		}
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			head = buf[:i+4]
+			break
+		}
+		if bytes.Contains(buf, []byte("\n\n")) {
+			break // bare line feeds: net/http's parser reads them
+		}
+		if len(buf) == l.br.Size() {
+			return nil, errHandBack // a large head: the HTTP server reads it
+		}
+		if !slow {
+			// The head did not come in one piece: it has
+			// ReadHeaderTimeout to arrive, as on the HTTP server.
+			slow = true
+			l.conn.SetReadDeadline(time.Now().Add(ReadHeaderTimeout))
+		}
+		if _, err := l.br.Peek(len(buf) + 1); err != nil {
+			return nil, err
+		}
+	}
+	r, ok := parseHead(head)
+	if ok {
+		l.br.Discard(len(head))
+	} else {
+		var err error
+		if r, err = http.ReadRequest(l.br); err != nil {
+			return nil, err
+		}
+	}
+	l.state.Store(laneBusy)
+	if r.ContentLength != 0 || r.Host == "" {
+		// A GET with a body, or HTTP/1.1 without Host: refused, as the
+		// HTTP server refuses it, and the connection closed.
+		l.closing = true
+		l.write(badRequest())
+		return nil, net.ErrClosed
+	}
+	r.RemoteAddr = l.remote
+	return r, nil
+}
+
+// badRequest is the answer to a request the lane cannot serve.
+func badRequest() *bufferedResponse {
+	b := newBufferedResponse()
+	b.header.Set("Content-Type", "text/plain; charset=utf-8")
+	b.WriteHeader(http.StatusBadRequest)
+	b.Write([]byte("400 Bad Request"))
+	return b
+}
+
+// handBack gives the connection, with what the lane has read of the next
+// request, back to the HTTP server.
+func (l *lane) handBack() {
+	c := l.conn
+	if n := l.br.Buffered(); n > 0 {
+		early, _ := l.br.Peek(n)
+		c = &bufferedConn{Conn: l.conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), l.src)}
+	} else if l.src != l.conn {
+		c = &bufferedConn{Conn: l.conn, r: l.src}
+	}
+	l.release()
+	l.conn.SetReadDeadline(time.Time{})
+	l.conn.SetWriteDeadline(time.Time{})
+	l.s.recycle.removeLane(l)
+	l.s.recycle.giveBack(c)
+}
+
+// close ends the connection.
+func (l *lane) close() {
+	l.release()
+	l.conn.Close()
+	l.s.recycle.removeLane(l)
+}
+
+func (l *lane) release() {
+	if l.br != nil {
+		l.br.Reset(nil)
+		readerPool.Put(l.br)
+		l.br = nil
+	}
+}
+
+// addLane records a lane, so a shutdown can end it; it refuses when the
+// server is draining.
+func (rc *recycler) addLane(l *lane) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.draining.Load() {
+		return false
+	}
+	rc.lanes[l] = struct{}{}
+	return true
+}
+
+func (rc *recycler) removeLane(l *lane) {
+	rc.mu.Lock()
+	delete(rc.lanes, l)
+	rc.mu.Unlock()
+}
+
+// drainLanes closes the lanes waiting for a next request; lanes whose poll
+// waits close after its answer (the hub answers them all on Drain).
+func (rc *recycler) drainLanes() {
+	for l := range rc.lanes {
+		if l.state.Load() == laneReading {
+			l.conn.Close()
+		}
+	}
+}
+
+// laneHeaders are the request headers the poll path reads (who calls, the
+// client's address and agent, the framing); the lane's own parser keeps
+// only these. A header added to the poll path must be added here.
+var laneHeaders = [...]string{
+	"Authorization", "Connection", "Content-Length", "Cookie", "Host",
+	"Transfer-Encoding", "User-Agent", "X-Forwarded-For", "X-Forwarded-Proto",
+}
+
+// parseHead parses the head of a poll request (its bytes up to and
+// including the blank line) the way browsers and bots send one:
+// "GET /api/events?... HTTP/1.1", one header per line. It returns false
+// for anything else (HTTP/1.0, folded or repeated headers, control
+// bytes, a body), which net/http's parser then reads: it costs a fraction
+// of that parser's time and allocations, and never decides differently.
+func parseHead(head []byte) (*http.Request, bool) {
+	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
+	if !ok || len(line) <= len("GET  HTTP/1.1") || !bytes.HasPrefix(line, []byte("GET ")) || !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {
+		return nil, false
+	}
+	target := line[len("GET ") : len(line)-len(" HTTP/1.1")]
+	for _, c := range target {
+		if c <= ' ' || c >= 0x7f {
+			return nil, false
+		}
+	}
+	path, query, _ := bytes.Cut(target, []byte("?"))
+	if string(path) != "/api/events" {
+		return nil, false
+	}
+	h := make(http.Header, 4)
+	for {
+		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
+		if !ok {
+			return nil, false
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return nil, false
+		}
+		key, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		for _, c := range key {
+			if !isTokenByte(c) {
+				return nil, false
+			}
+		}
+		for _, c := range value {
+			if (c < ' ' && c != '\t') || c == 0x7f {
+				return nil, false
+			}
+		}
+		for _, name := range laneHeaders {
+			if len(key) == len(name) && strings.EqualFold(string(key), name) {
+				if _, dup := h[name]; dup {
+					return nil, false
+				}
+				h[name] = []string{string(value)}
+				break
+			}
+		}
+	}
+	if len(rest) != 0 {
+		return nil, false
+	}
+	host, ok := h["Host"]
+	if !ok || host[0] == "" {
+		return nil, false
+	}
+	delete(h, "Host")
+	if _, ok := h["Transfer-Encoding"]; ok {
+		return nil, false
+	}
+	if cl, ok := h["Content-Length"]; ok && cl[0] != "0" {
+		return nil, false
+	}
+	r := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Path: "/api/events", RawQuery: string(query)},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       host[0],
+		RequestURI: string(target),
+		Body:       http.NoBody,
+	}
+	if c, ok := h["Connection"]; ok {
+		for _, tok := range strings.Split(c[0], ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "close") {
+				r.Close = true
+			}
+		}
+	}
+	return r, true
+}
+
+// isTokenByte reports whether c may appear in a header name (RFC 9110's
+// tchar).
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}

@@ -1,0 +1,339 @@
+package chatd
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"chatd/comet"
+)
+
+// laneEnv serves a fuzzEnv's server on a real listener, through Listen, as
+// cmd/chatd does, so polls run on the lane.
+func laneEnv(t *testing.T) (*fuzzEnv, string) {
+	t.Helper()
+	e := newFuzzEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: e.srv, ConnState: e.srv.ConnState, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout}
+	go hs.Serve(e.srv.Listen(ln))
+	t.Cleanup(func() { hs.Close() })
+	return e, ln.Addr().String()
+}
+
+// rawConn is one client connection on which the test writes requests by
+// hand and reads the answers in order.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// send writes requests as they are given (several make a pipeline).
+func (rc *rawConn) send(reqs ...string) {
+	rc.t.Helper()
+	if _, err := io.WriteString(rc.c, strings.Join(reqs, "")); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read reads the next answer, within 10 s.
+func (rc *rawConn) read() (*http.Response, string) {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		rc.t.Fatalf("reading an answer: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatalf("reading an answer's body: %v", err)
+	}
+	return resp, string(b)
+}
+
+func pollReq(query, token string, extra ...string) string {
+	h := "GET /api/events?" + query + " HTTP/1.1\r\nHost: chat.test\r\n"
+	if token != "" {
+		h += "Authorization: Bearer " + token + "\r\n"
+	}
+	for _, x := range extra {
+		h += x + "\r\n"
+	}
+	return h + "\r\n"
+}
+
+type pollAnswer struct {
+	Cursor int64
+	Events []struct {
+		ID      int64
+		Type    string
+		Message struct {
+			Text string
+		}
+	}
+}
+
+func decodePoll(t *testing.T, resp *http.Response, body string) pollAnswer {
+	t.Helper()
+	if resp.StatusCode != 200 {
+		t.Fatalf("poll: %d %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Fatalf("poll answer Content-Type %q", ct)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("poll answer Cache-Control %q", cc)
+	}
+	if resp.Header.Get("Date") == "" {
+		t.Fatal("poll answer without Date")
+	}
+	var a pollAnswer
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		t.Fatalf("poll answer %q: %v", body, err)
+	}
+	return a
+}
+
+// answer reads the next answer, which must be a poll's 200.
+func (rc *rawConn) answer() pollAnswer {
+	rc.t.Helper()
+	resp, body := rc.read()
+	return decodePoll(rc.t, resp, body)
+}
+
+func (e *fuzzEnv) post(t *testing.T, addr, text string) {
+	t.Helper()
+	r, _ := http.NewRequest("POST", "http://"+addr+"/api/rooms/lobby/messages", strings.NewReader(fmt.Sprintf(`{"text":%q}`, text)))
+	r.Header.Set("Authorization", "Bearer "+e.token)
+	r.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("post: %d", resp.StatusCode)
+	}
+}
+
+// One kept-alive connection carries polls (served by the lane after the
+// first), a post (handed back to the HTTP server), bad and unauthenticated
+// polls, a pipeline and a non-poll GET, each answered in order.
+func TestLaneServesAConnectionsRequests(t *testing.T) {
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+
+	rc.send(pollReq("wait=0", e.token))
+	first := rc.answer()
+
+	// A waiting poll on the lane is answered when a message is posted.
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", first.Cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "to the waiting poll")
+	got := rc.answer()
+	if len(got.Events) != 1 || got.Events[0].Message.Text != "to the waiting poll" {
+		t.Fatalf("waiting poll answered %+v", got)
+	}
+
+	// A post on the same connection goes to the HTTP server and is stored.
+	body := `{"text":"on the poll connection"}`
+	rc.send(fmt.Sprintf("POST /api/rooms/lobby/messages HTTP/1.1\r\nHost: chat.test\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", e.token, len(body), body))
+	if resp, b := rc.read(); resp.StatusCode != 201 {
+		t.Fatalf("post on the poll connection: %d %s", resp.StatusCode, b)
+	}
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", got.Cursor), e.token))
+	got = rc.answer()
+	if len(got.Events) != 1 || got.Events[0].Message.Text != "on the poll connection" {
+		t.Fatalf("poll after the post answered %+v", got)
+	}
+	cursor := got.Cursor
+
+	// Refused polls get the contract's errors and keep the connection.
+	rc.send(pollReq("wait=0", ""))
+	if resp, b := rc.read(); resp.StatusCode != 401 || !strings.Contains(b, `"unauthenticated"`) {
+		t.Fatalf("poll without credentials: %d %s", resp.StatusCode, b)
+	}
+	rc.send(pollReq("cursor=abc&wait=0", e.token))
+	if resp, b := rc.read(); resp.StatusCode != 400 || !strings.Contains(b, `"invalid_argument"`) {
+		t.Fatalf("poll with a bad cursor: %d %s", resp.StatusCode, b)
+	}
+	rc.send(pollReq("cursor=99999999&wait=0", e.token))
+	if resp, b := rc.read(); resp.StatusCode != 400 {
+		t.Fatalf("poll with a future cursor: %d %s", resp.StatusCode, b)
+	}
+
+	// A pipeline of two polls and a GET of another path: three answers,
+	// in order.
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", first.Cursor), e.token),
+		pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), e.token),
+		"GET /api/eventsX HTTP/1.1\r\nHost: chat.test\r\n\r\n")
+	if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 2 {
+		t.Fatalf("first pipelined poll: %+v", a)
+	}
+	if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 0 {
+		t.Fatalf("second pipelined poll: %+v", a)
+	}
+	if resp, b := rc.read(); resp.StatusCode != 404 || !strings.Contains(b, `"not_found"`) {
+		t.Fatalf("GET /api/eventsX: %d %s", resp.StatusCode, b)
+	}
+
+	// Connection: close is honoured.
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), e.token, "Connection: close"))
+	resp, _ := rc.read()
+	if !resp.Close {
+		t.Fatal("the answer to a poll with Connection: close does not close")
+	}
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after Connection: close, read gives %v, want EOF", err)
+	}
+}
+
+// A second poll of the same client on another connection takes over: the
+// waiting one is answered 409 at once, and its connection serves on.
+func TestLaneSupersededPoll(t *testing.T) {
+	e, addr := laneEnv(t)
+	a, b := dialRaw(t, addr), dialRaw(t, addr)
+	a.send(pollReq("wait=0", e.token))
+	cursor := a.answer().Cursor
+	a.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	b.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	resp, body := a.read()
+	if resp.StatusCode != 409 || resp.Header.Get("Retry-After") != "2" || !strings.Contains(body, `"superseded"`) {
+		t.Fatalf("the older poll: %d %q %s, want 409 superseded with Retry-After 2", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// The older poll's connection serves on.
+	a.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), "", "Connection: close"))
+	if resp, _ := a.read(); resp.StatusCode != 401 {
+		t.Fatalf("a request after the 409: %d", resp.StatusCode)
+	}
+	// The surviving poll gets the next message.
+	e.post(t, addr, "after the takeover")
+	got := b.answer()
+	if len(got.Events) != 1 || got.Events[0].Message.Text != "after the takeover" {
+		t.Fatalf("surviving poll answered %+v", got)
+	}
+}
+
+// Drain answers a waiting lane poll with Connection: close and closes a
+// lane connection that waits for its next request.
+func TestLaneDrain(t *testing.T) {
+	e, addr := laneEnv(t)
+	waiting, idle := dialRaw(t, addr), dialRaw(t, addr)
+	idle.send(pollReq("wait=0", e.token))
+	cursor := idle.answer().Cursor
+	waiting.send(pollReq("wait=0", e.token))
+	waiting.answer()
+	waiting.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", cursor), e.token))
+	untilPending(t, e.srv, 1)
+
+	e.srv.Drain()
+	resp, body := waiting.read()
+	if a := decodePoll(t, resp, body); !resp.Close || a.Cursor != cursor {
+		t.Fatalf("drained poll: close=%v %+v", resp.Close, a)
+	}
+	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle lane connection after Drain: %v, want EOF", err)
+	}
+}
+
+// untilPending waits until the hub holds n pending polls.
+func untilPending(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.hub.Pending() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending polls %d, want %d", s.hub.Pending(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FuzzParseHead checks the lane's parser against net/http's: whatever it
+// accepts, net/http reads as the same request (method, target, host,
+// close, no body, and the headers the poll path reads).
+func FuzzParseHead(f *testing.F) {
+	for _, s := range []string{
+		"GET /api/events?cursor=5&timeout=25 HTTP/1.1\r\nHost: chat.test\r\nCookie: chatd_session=abc\r\nUser-Agent: x\r\n\r\n",
+		"GET /api/events HTTP/1.1\r\nhost: a\r\nauthorization: Bearer t\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /api/events?x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET /api/events HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nX-Other: \t v \r\n\r\n",
+		"GET /api/events HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+		"GET /api/events#f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		r, ok := parseHead(head)
+		if !ok {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("parseHead accepted %q, net/http refuses it: %v", head, err)
+		}
+		if r.Method != want.Method || r.URL.Path != want.URL.Path || r.URL.RawQuery != want.URL.RawQuery ||
+			r.Host != want.Host || r.Close != want.Close || r.RequestURI != want.RequestURI ||
+			want.ContentLength != 0 || r.ProtoMajor != want.ProtoMajor || r.ProtoMinor != want.ProtoMinor {
+			t.Fatalf("%q: parseHead %+v\nnet/http %+v", head, r, want)
+		}
+		for _, k := range laneHeaders {
+			if k == "Host" {
+				continue
+			}
+			if r.Header.Get(k) != want.Header.Get(k) || len(r.Header.Values(k)) != len(want.Header.Values(k)) {
+				t.Fatalf("%q: header %s: parseHead %q, net/http %q", head, k, r.Header.Values(k), want.Header.Values(k))
+			}
+		}
+		if r.UserAgent() != want.UserAgent() {
+			t.Fatalf("%q: user agent differs", head)
+		}
+	})
+}
+
+// The lane's answer is the HTTP response net/http would send for the same
+// poll: same body, a Content-Length that counts it exactly.
+func TestAppendAnswer(t *testing.T) {
+	for _, res := range []comet.Result{pollResult(9), pollResult(3, `{"id":2}`, `{"id":3,"text":"é"}`)} {
+		for _, closing := range []bool{false, true} {
+			raw := appendAnswer(nil, res, closing)
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+			if err != nil {
+				t.Fatalf("%q: %v", raw, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || string(body) != string(encodePoll(res))+"\n" || resp.Close != closing {
+				t.Fatalf("%q: body %q (%v), close %v", raw, body, err, resp.Close)
+			}
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%q: status or headers", raw)
+			}
+			if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+				t.Fatalf("%q: Date: %v", raw, err)
+			}
+		}
+	}
+}
