@@ -20,12 +20,19 @@ const maxCached = 200_000
 // and a cookie decode every time.
 type identityCache struct {
 	mu      sync.Mutex
-	entries map[string]cachedIdentity
+	entries map[credential]cachedIdentity
 	// gens counts the invalidations of each user: a lookup that started
 	// before an invalidation must not cache what it read.
 	gens  map[int64]uint64
 	total uint64 // invalidations so far
 	floor uint64 // lookups from before this epoch may not cache (gens was cleared)
+}
+
+// credential is what a request presents: a bearer token or a session
+// cookie's value.
+type credential struct {
+	cookie bool
+	value  string
 }
 
 type cachedIdentity struct {
@@ -35,10 +42,10 @@ type cachedIdentity struct {
 }
 
 func newIdentityCache() *identityCache {
-	return &identityCache{entries: make(map[string]cachedIdentity), gens: make(map[int64]uint64)}
+	return &identityCache{entries: make(map[credential]cachedIdentity), gens: make(map[int64]uint64)}
 }
 
-func (c *identityCache) get(key string, now time.Time) (cachedIdentity, bool) {
+func (c *identityCache) get(key credential, now time.Time) (cachedIdentity, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -57,7 +64,7 @@ func (c *identityCache) epoch() uint64 {
 
 // put caches e unless its user was invalidated since epoch was read (the
 // database answer may predate the change).
-func (c *identityCache) put(key string, e cachedIdentity, epoch uint64) {
+func (c *identityCache) put(key credential, e cachedIdentity, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gens[e.id.User.ID] > epoch || c.floor > epoch {

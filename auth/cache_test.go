@@ -14,25 +14,25 @@ func TestCacheRefusesLookupsOlderThanAnInvalidation(t *testing.T) {
 	// lookup tries to cache what it read: refused.
 	before := c.epoch()
 	c.forgetUser(1)
-	c.put("c:alice", alice, before)
-	if _, ok := c.get("c:alice", time.Now()); ok {
+	c.put(credential{cookie: true, value: "alice"}, alice, before)
+	if _, ok := c.get(credential{cookie: true, value: "alice"}, time.Now()); ok {
 		t.Fatal("an identity read before the invalidation was cached")
 	}
 	// Other users are unaffected, and later lookups cache again.
-	c.put("c:bob", bob, before)
-	if _, ok := c.get("c:bob", time.Now()); !ok {
+	c.put(credential{cookie: true, value: "bob"}, bob, before)
+	if _, ok := c.get(credential{cookie: true, value: "bob"}, time.Now()); !ok {
 		t.Fatal("an unrelated user was not cached")
 	}
-	c.put("c:alice", alice, c.epoch())
-	if _, ok := c.get("c:alice", time.Now()); !ok {
+	c.put(credential{cookie: true, value: "alice"}, alice, c.epoch())
+	if _, ok := c.get(credential{cookie: true, value: "alice"}, time.Now()); !ok {
 		t.Fatal("a lookup after the invalidation was not cached")
 	}
 	// Forgetting drops what is cached, and entries expire.
 	c.forgetUser(2)
-	if _, ok := c.get("c:bob", time.Now()); ok {
+	if _, ok := c.get(credential{cookie: true, value: "bob"}, time.Now()); ok {
 		t.Fatal("forgetUser left an entry")
 	}
-	if _, ok := c.get("c:alice", time.Now().Add(2*time.Minute)); ok {
+	if _, ok := c.get(credential{cookie: true, value: "alice"}, time.Now().Add(2*time.Minute)); ok {
 		t.Fatal("an expired entry was returned")
 	}
 }

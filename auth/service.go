@@ -124,7 +124,7 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 		}
 		token = strings.TrimSpace(token)
 		now := time.Now()
-		if e, ok := s.cache.get("t:"+token, now); ok {
+		if e, ok := s.cache.get(credential{value: token}, now); ok {
 			s.touchToken(ctx, e.id.TokenID, e.lastUsed)
 			return e.id, nil
 		}
@@ -136,7 +136,7 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 		if err != nil {
 			return Identity{}, err
 		}
-		s.cache.put("t:"+token, cachedIdentity{id: id, lastUsed: lastUsed, expires: now.Add(identityTTL)}, epoch)
+		s.cache.put(credential{value: token}, cachedIdentity{id: id, lastUsed: lastUsed, expires: now.Add(identityTTL)}, epoch)
 		s.touchToken(ctx, id.TokenID, lastUsed)
 		return id, nil
 	}
@@ -145,7 +145,7 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
 	}
 	now := time.Now()
-	if e, ok := s.cache.get("c:"+cookie.Value, now); ok {
+	if e, ok := s.cache.get(credential{cookie: true, value: cookie.Value}, now); ok {
 		return e.id, nil
 	}
 	epoch := s.cache.epoch()
@@ -164,7 +164,7 @@ func (s *Service) Identify(r *http.Request) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	s.cache.put("c:"+cookie.Value, cachedIdentity{id: id, expires: now.Add(identityTTL)}, epoch)
+	s.cache.put(credential{cookie: true, value: cookie.Value}, cachedIdentity{id: id, expires: now.Add(identityTTL)}, epoch)
 	return id, nil
 }
 
