@@ -212,6 +212,9 @@ func (h *Hub) push(q *queue, e *Event) {
 // after returns up to limit events with id > cursor. The caller holds h.mu
 // and has checked cursor >= q.since.
 func (q *queue) after(cursor int64, limit int) []*Event {
+	if n := len(q.events); n == 0 || q.events[n-1].ID <= cursor {
+		return nil // the common case: a poll that is up to date
+	}
 	i := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > cursor })
 	n := min(len(q.events)-i, limit)
 	if n <= 0 {
