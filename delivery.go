@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"chatd/api"
@@ -31,22 +32,52 @@ type PollParams struct {
 // ParsePoll reads cursor, timeout and wait from a query. A timeout over the
 // maximum is lowered to it; wait=0 means answer at once.
 func ParsePoll(q url.Values) (PollParams, error) {
+	return parsePoll(q.Get("cursor"), q.Get("timeout"), q.Get("wait"))
+}
+
+// parsePollQuery is ParsePoll of a raw query string, as r.URL.Query()
+// would read it. A plain query (no escapes, no semicolons) is read without
+// building url.Values: every long-poll comes through here.
+func parsePollQuery(raw string) (PollParams, error) {
+	if strings.ContainsAny(raw, "%+;") {
+		q, _ := url.ParseQuery(raw)
+		return ParsePoll(q)
+	}
+	var cursor, timeout, wait string
+	var seen [3]bool
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		switch {
+		case k == "cursor" && !seen[0]:
+			cursor, seen[0] = v, true
+		case k == "timeout" && !seen[1]:
+			timeout, seen[1] = v, true
+		case k == "wait" && !seen[2]:
+			wait, seen[2] = v, true
+		}
+	}
+	return parsePoll(cursor, timeout, wait)
+}
+
+func parsePoll(cursor, timeout, wait string) (PollParams, error) {
 	p := PollParams{Timeout: defaultPollTimeout * time.Second}
-	if v := q.Get("cursor"); v != "" {
+	if v := cursor; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return p, api.Errorf(api.InvalidArgument, "cursor must be a non-negative integer, not %q", truncate(v))
 		}
 		p.Cursor, p.HasCursor = n, true
 	}
-	if v := q.Get("timeout"); v != "" {
+	if v := timeout; v != "" {
 		secs, err := strconv.ParseFloat(v, 64)
 		if err != nil || secs < 0 || math.IsNaN(secs) {
 			return p, api.Errorf(api.InvalidArgument, "timeout must be a number of seconds from 0 to %d, not %q", maxPollTimeout, truncate(v))
 		}
 		p.Timeout = time.Duration(min(secs, maxPollTimeout) * float64(time.Second))
 	}
-	if v := q.Get("wait"); v != "" {
+	if v := wait; v != "" {
 		switch v {
 		case "0", "false":
 			p.Timeout = 0
@@ -88,7 +119,7 @@ func (s *Server) startPoll(r *http.Request) (comet.Request, error) {
 // pollRequest reads a poll's parameters, checks its cursor and records the
 // client's poll with presence.
 func (s *Server) pollRequest(r *http.Request, id auth.Identity) (comet.Request, error) {
-	p, err := ParsePoll(r.URL.Query())
+	p, err := parsePollQuery(r.URL.RawQuery)
 	if err != nil {
 		return comet.Request{}, err
 	}

@@ -51,7 +51,17 @@ func FuzzParsePoll(f *testing.F) {
 	for _, s := range []string{"cursor=1&timeout=5", "wait=0", "cursor=&timeout=", "timeout=1e308", "cursor=0x10", "%zz"} {
 		f.Add(s)
 	}
+	f.Add("cursor=1&cursor=2&wait=0&&timeout")
+	f.Add("curs%6Fr=3&wait=0;x")
 	f.Fuzz(func(t *testing.T, raw string) {
+		// The handler's reading of the raw query is ParsePoll of what
+		// r.URL.Query() gives.
+		all, _ := url.ParseQuery(raw)
+		want, werr := ParsePoll(all)
+		got, gerr := parsePollQuery(raw)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Fatalf("parsePollQuery(%q) = %+v, %v; ParsePoll gives %+v, %v", raw, got, gerr, want, werr)
+		}
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return

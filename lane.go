@@ -63,7 +63,8 @@ const (
 // poll states: how the current poll's answer arrives.
 const (
 	pollStarting int32 = iota // the hub's Start has not returned
-	pollParked                // Start returned with the poll waiting
+	pollParked                // Start returned; resume will answer
+	pollHeld                  // Start returned; the goroutine waits for the answer
 	pollAnswered              // answered before Start returned
 )
 
@@ -75,11 +76,17 @@ type lane struct {
 	br     *bufio.Reader // nil while a poll waits with nothing buffered
 	remote string
 
+	hdr      http.Header // the current request's, reused
+	rdl, wdl time.Time   // the connection's read and write deadlines
+
 	state     atomic.Int32 // lane state
 	pstate    atomic.Int32 // poll state
 	deliverFn func(comet.Result, error)
 
 	// The poll being served.
+	wake    chan struct{} // a held poll's answer is ready
+	busy    bool          // the last poll was answered within holdAfter
+	started time.Time
 	client  string
 	closing bool // close the connection after the answer
 	res     comet.Result
@@ -137,16 +144,15 @@ func (l *lane) serve() {
 			}
 			return
 		}
+		l.closing = r.Close || !r.ProtoAtLeast(1, 1)
 		req, err := l.s.startPoll(r)
 		if err != nil {
 			l.client = ""
-			l.closing = r.Close
 			if !l.write(l.s.errorResponse(r, err)) {
 				return
 			}
 			continue
 		}
-		l.closing = r.Close || !r.ProtoAtLeast(1, 1)
 		if !l.poll(req) {
 			return
 		}
@@ -154,36 +160,71 @@ func (l *lane) serve() {
 }
 
 // poll starts req on the hub. When the answer is ready at once it writes it
-// and returns whether to go on serving; when the poll waits it returns
-// false, and the answer is written later by resume.
+// and returns whether to go on serving. Otherwise, on a busy connection
+// (its last poll was answered within holdAfter), the goroutine waits for
+// the answer, writes it and returns whether to go on; on a quiet one, the
+// poll is parked: poll returns false at once, and resume writes the answer
+// on a goroutine of its own when it comes.
 func (l *lane) poll(req comet.Request) bool {
 	l.client = req.Client
-	if l.br != nil && l.br.Buffered() == 0 {
-		// A waiting poll keeps no buffer unless the client sent
-		// something more already. (From Start on, the answer may be
-		// served on another goroutine: the buffer goes now.)
-		l.release()
+	hold := l.busy
+	if !hold {
+		if l.br != nil && l.br.Buffered() == 0 {
+			// A parked poll keeps no buffer unless the client sent
+			// something more already. (From Start on, the answer
+			// may be served on another goroutine: the buffer goes
+			// now.)
+			l.release()
+		}
+		clear(l.hdr) // nor the request's header values
 	}
+	l.started = time.Now()
 	l.pstate.Store(pollStarting)
 	l.state.Store(laneWaiting)
 	l.s.hub.Start(context.Background(), req, l.deliverFn)
-	if l.pstate.CompareAndSwap(pollStarting, pollParked) {
-		return false // the poll waits; resume answers it
+	if !hold {
+		if l.pstate.CompareAndSwap(pollStarting, pollParked) {
+			return false // resume answers it
+		}
+		return l.answer()
+	}
+	if l.wake == nil {
+		l.wake = make(chan struct{}, 1)
+	}
+	if l.pstate.CompareAndSwap(pollStarting, pollHeld) {
+		<-l.wake
+		defer l.s.answers.Done()
 	}
 	return l.answer()
 }
 
+// holdAfter: a connection whose poll was answered within this time is busy,
+// and the goroutine serving it waits for its next poll's answer rather
+// than leave and have a new goroutine started for it.
+const holdAfter = time.Second
+
 // deliver is the hub's callback with the poll's answer.
 func (l *lane) deliver(res comet.Result, err error) {
 	l.res, l.err = res, err
-	if l.pstate.CompareAndSwap(pollStarting, pollAnswered) {
-		return // Start has not returned: poll answers it
+	for {
+		switch l.pstate.Load() {
+		case pollStarting:
+			if l.pstate.CompareAndSwap(pollStarting, pollAnswered) {
+				return // Start has not returned: poll answers it
+			}
+		case pollHeld:
+			l.s.answers.Add(1)
+			l.wake <- struct{}{}
+			return
+		default: // parked
+			l.s.answers.Add(1)
+			go l.resume()
+			return
+		}
 	}
-	l.s.answers.Add(1)
-	go l.resume()
 }
 
-// resume writes a waiting poll's answer and serves what follows.
+// resume writes a parked poll's answer and serves what follows.
 func (l *lane) resume() {
 	ok := l.answer()
 	l.s.answers.Done()
@@ -195,6 +236,7 @@ func (l *lane) resume() {
 // answer writes the current poll's answer; it reports whether the
 // connection stays open.
 func (l *lane) answer() bool {
+	l.busy = time.Since(l.started) < holdAfter
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)
@@ -264,7 +306,10 @@ func (l *lane) write(resp *bufferedResponse) bool {
 // send writes one whole response and closes the connection when the
 // response said so or the write failed.
 func (l *lane) send(b []byte) bool {
-	l.conn.SetWriteDeadline(time.Now().Add(laneWriteTimeout))
+	if now := time.Now(); l.wdl.Sub(now) < laneWriteTimeout/2 {
+		l.wdl = now.Add(laneWriteTimeout)
+		l.conn.SetWriteDeadline(l.wdl)
+	}
 	_, err := l.conn.Write(b)
 	if err != nil || l.closing || l.s.recycle.draining.Load() {
 		l.close()
@@ -288,7 +333,12 @@ func (l *lane) next() (*http.Request, error) {
 	if l.s.recycle.draining.Load() {
 		return nil, net.ErrClosed
 	}
-	l.conn.SetReadDeadline(time.Now().Add(IdleTimeout))
+	// Deadlines cost a timer update each: they are renewed only when half
+	// their time is gone.
+	if now := time.Now(); l.rdl.Sub(now) < IdleTimeout/2 {
+		l.rdl = now.Add(IdleTimeout)
+		l.conn.SetReadDeadline(l.rdl)
+	}
 	if _, err := l.br.Peek(1); err != nil {
 		return nil, err
 	}
@@ -312,13 +362,18 @@ func (l *lane) next() (*http.Request, error) {
 			// The head did not come in one piece: it has
 			// ReadHeaderTimeout to arrive, as on the HTTP server.
 			slow = true
-			l.conn.SetReadDeadline(time.Now().Add(ReadHeaderTimeout))
+			l.rdl = time.Now().Add(ReadHeaderTimeout)
+			l.conn.SetReadDeadline(l.rdl)
 		}
 		if _, err := l.br.Peek(len(buf) + 1); err != nil {
 			return nil, err
 		}
 	}
-	r, ok := parseHead(head)
+	if l.hdr == nil {
+		l.hdr = make(http.Header, 4)
+	}
+	clear(l.hdr)
+	r, ok := parseHead(head, l.hdr)
 	if ok {
 		l.br.Discard(len(head))
 	} else {
@@ -422,56 +477,61 @@ var laneHeaders = [...]string{
 // for anything else (HTTP/1.0, folded or repeated headers, control
 // bytes, a body), which net/http's parser then reads: it costs a fraction
 // of that parser's time and allocations, and never decides differently.
-func parseHead(head []byte) (*http.Request, bool) {
-	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
-	if !ok || len(line) <= len("GET  HTTP/1.1") || !bytes.HasPrefix(line, []byte("GET ")) || !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {
+//
+// The headers kept go into h, which must be empty.
+func parseHead(head []byte, h http.Header) (*http.Request, bool) {
+	// One string for the whole head: every value kept is a piece of it.
+	rest := string(head)
+	line, rest, ok := strings.Cut(rest, "\r\n")
+	if !ok || len(line) <= len("GET  HTTP/1.1") || !strings.HasPrefix(line, "GET ") || !strings.HasSuffix(line, " HTTP/1.1") {
 		return nil, false
 	}
 	target := line[len("GET ") : len(line)-len(" HTTP/1.1")]
-	for _, c := range target {
-		if c <= ' ' || c >= 0x7f {
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c >= 0x7f {
 			return nil, false
 		}
 	}
-	path, query, _ := bytes.Cut(target, []byte("?"))
-	if string(path) != "/api/events" {
+	path, query, _ := strings.Cut(target, "?")
+	if path != "/api/events" {
 		return nil, false
 	}
-	h := make(http.Header, 4)
+	vals := make([]string, len(laneHeaders))
 	for {
-		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
+		line, rest, ok = strings.Cut(rest, "\r\n")
 		if !ok {
 			return nil, false
 		}
-		if len(line) == 0 {
+		if line == "" {
 			break
 		}
-		colon := bytes.IndexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
 			return nil, false
 		}
-		key, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-		for _, c := range key {
-			if !isTokenByte(c) {
+		key, value := line[:colon], strings.Trim(line[colon+1:], " \t")
+		for i := 0; i < len(key); i++ {
+			if !isTokenByte(key[i]) {
 				return nil, false
 			}
 		}
-		for _, c := range value {
-			if (c < ' ' && c != '\t') || c == 0x7f {
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; (c < ' ' && c != '\t') || c == 0x7f {
 				return nil, false
 			}
 		}
-		for _, name := range laneHeaders {
-			if len(key) == len(name) && strings.EqualFold(string(key), name) {
+		for i, name := range laneHeaders {
+			if len(key) == len(name) && strings.EqualFold(key, name) {
 				if _, dup := h[name]; dup {
 					return nil, false
 				}
-				h[name] = []string{string(value)}
+				vals[i] = value
+				h[name] = vals[i : i+1 : i+1]
 				break
 			}
 		}
 	}
-	if len(rest) != 0 {
+	if rest != "" {
 		return nil, false
 	}
 	host, ok := h["Host"]
@@ -487,17 +547,17 @@ func parseHead(head []byte) (*http.Request, bool) {
 	}
 	r := &http.Request{
 		Method:     http.MethodGet,
-		URL:        &url.URL{Path: "/api/events", RawQuery: string(query)},
+		URL:        &url.URL{Path: "/api/events", RawQuery: query},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Header:     h,
 		Host:       host[0],
-		RequestURI: string(target),
+		RequestURI: target,
 		Body:       http.NoBody,
 	}
 	if c, ok := h["Connection"]; ok {
-		for _, tok := range strings.Split(c[0], ",") {
+		for tok := range strings.SplitSeq(c[0], ",") {
 			if strings.EqualFold(strings.TrimSpace(tok), "close") {
 				r.Close = true
 			}

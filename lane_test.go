@@ -287,7 +287,7 @@ func FuzzParseHead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, head []byte) {
-		r, ok := parseHead(head)
+		r, ok := parseHead(head, make(http.Header))
 		if !ok {
 			return
 		}
@@ -335,5 +335,25 @@ func TestAppendAnswer(t *testing.T) {
 				t.Fatalf("%q: Date: %v", raw, err)
 			}
 		}
+	}
+}
+
+// A poll on a quiet connection (its last poll waited over holdAfter) is
+// parked without a goroutine and still answered when a message comes; a
+// heartbeat answers with the same cursor and no events.
+func TestLaneParkedPoll(t *testing.T) {
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	rc.send(pollReq("wait=0", e.token))
+	cursor := rc.answer().Cursor
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=1.2", cursor), e.token))
+	if hb := rc.answer(); hb.Cursor != cursor || len(hb.Events) != 0 {
+		t.Fatalf("heartbeat: %+v", hb)
+	}
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "to the parked poll")
+	if got := rc.answer(); len(got.Events) != 1 || got.Events[0].Message.Text != "to the parked poll" {
+		t.Fatalf("parked poll answered %+v", got)
 	}
 }
