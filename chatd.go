@@ -255,6 +255,9 @@ func (s *Server) Close() error {
 	s.closing.Do(func() {
 		s.hub.Close()
 		s.waitAnswers(laneWriteTimeout)
+		if s.recycle != nil {
+			s.recycle.watch.close()
+		}
 		close(s.stop)
 		s.wg.Wait()
 		if cerr := s.db.Close(); cerr != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"chatd/comet"
@@ -76,8 +77,15 @@ type lane struct {
 	br     *bufio.Reader // nil while a poll waits with nothing buffered
 	remote string
 
-	hdr      http.Header // the current request's, reused
-	rdl, wdl time.Time   // the connection's read and write deadlines
+	hdr http.Header // the current request's, reused
+
+	// Watching for the client's hang-up while a poll is parked.
+	parked  atomic.Pointer[comet.Pending] // the parked poll, if any
+	raw     syscall.RawConn
+	watchID uint64
+	watched bool // registered with the watcher
+
+	rdl, wdl time.Time // the connection's read and write deadlines
 
 	state     atomic.Int32 // lane state
 	pstate    atomic.Int32 // poll state
@@ -181,9 +189,11 @@ func (l *lane) poll(req comet.Request) bool {
 	l.started = time.Now()
 	l.pstate.Store(pollStarting)
 	l.state.Store(laneWaiting)
-	l.s.hub.Start(context.Background(), req, l.deliverFn)
+	p := l.s.hub.Start(context.Background(), req, l.deliverFn)
 	if !hold {
+		l.parked.Store(p)
 		if l.pstate.CompareAndSwap(pollStarting, pollParked) {
+			l.s.recycle.watch.watch(l)
 			return false // resume answers it
 		}
 		return l.answer()
@@ -236,6 +246,7 @@ func (l *lane) resume() {
 // answer writes the current poll's answer; it reports whether the
 // connection stays open.
 func (l *lane) answer() bool {
+	l.parked.Store(nil)
 	l.busy = time.Since(l.started) < holdAfter
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
@@ -316,6 +327,15 @@ func (l *lane) send(b []byte) bool {
 		return false
 	}
 	return true
+}
+
+// rawConn returns the connection's file descriptor access.
+func (l *lane) rawConn() (syscall.RawConn, error) {
+	sc, ok := l.conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("chatd: connection without a file descriptor")
+	}
+	return sc.SyscallConn()
 }
 
 // errHandBack: the next request is not one for the lane.
@@ -416,6 +436,7 @@ func (l *lane) handBack() {
 	l.release()
 	l.conn.SetReadDeadline(time.Time{})
 	l.conn.SetWriteDeadline(time.Time{})
+	l.s.recycle.watch.forget(l)
 	l.s.recycle.removeLane(l)
 	l.s.recycle.giveBack(c)
 }
@@ -423,6 +444,7 @@ func (l *lane) handBack() {
 // close ends the connection.
 func (l *lane) close() {
 	l.release()
+	l.s.recycle.watch.forget(l)
 	l.conn.Close()
 	l.s.recycle.removeLane(l)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,34 @@ func TestLaneParkedPoll(t *testing.T) {
 	e.post(t, addr, "to the parked poll")
 	if got := rc.answer(); len(got.Events) != 1 || got.Events[0].Message.Text != "to the parked poll" {
 		t.Fatalf("parked poll answered %+v", got)
+	}
+}
+
+// A client that closes the connection of its parked poll is noticed at
+// once: its poll ends (no longer pending) well before its timeout.
+func TestLaneClientClosesParkedPoll(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the watcher of parked polls is Linux only")
+	}
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	rc.send(pollReq("wait=0", e.token))
+	cursor := rc.answer().Cursor
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=1.2", cursor), e.token))
+	rc.answer() // a heartbeat: the connection is quiet, its next poll parks
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	start := time.Now()
+	rc.c.Close()
+	untilPending(t, e.srv, 0)
+	t.Logf("the parked poll ended %v after its client closed", time.Since(start))
+
+	// A client that comes back polls as before.
+	rc = dialRaw(t, addr)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "after the reconnect")
+	if got := rc.answer(); len(got.Events) != 1 || got.Events[0].Message.Text != "after the reconnect" {
+		t.Fatalf("poll after the reconnect answered %+v", got)
 	}
 }

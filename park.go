@@ -36,6 +36,7 @@ func (s *Server) Listen(ln net.Listener) net.Listener {
 		accepted: make(chan accepted),
 		done:     make(chan struct{}),
 	}
+	l.watch = newWatcher()
 	go l.acceptLoop()
 	s.recycle = l
 	return l
@@ -52,6 +53,7 @@ type recycler struct {
 	mu        sync.Mutex
 	fresh     map[net.Conn]bool // given back, and no request read on them since
 	lanes     map[*lane]struct{}
+	watch     *watcher // notices clients leaving parked polls
 	accepted  chan accepted
 	done      chan struct{}
 	closeOnce sync.Once
