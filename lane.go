@@ -204,9 +204,15 @@ func (l *lane) poll(req comet.Request) bool {
 	if l.pstate.CompareAndSwap(pollStarting, pollHeld) {
 		<-l.wake
 		defer l.s.answers.Done()
+		l.waited()
 	}
 	return l.answer()
 }
+
+// waited records how long a poll that had to wait waited: whether the
+// connection is busy. A poll answered at once (a first poll, a catch-up)
+// says nothing about the next one, and changes nothing.
+func (l *lane) waited() { l.busy = time.Since(l.started) < holdAfter }
 
 // holdAfter: a connection whose poll was answered within this time is busy,
 // and the goroutine serving it waits for its next poll's answer rather
@@ -236,6 +242,7 @@ func (l *lane) deliver(res comet.Result, err error) {
 
 // resume writes a parked poll's answer and serves what follows.
 func (l *lane) resume() {
+	l.waited()
 	ok := l.answer()
 	l.s.answers.Done()
 	if ok {
@@ -247,7 +254,6 @@ func (l *lane) resume() {
 // connection stays open.
 func (l *lane) answer() bool {
 	l.parked.Store(nil)
-	l.busy = time.Since(l.started) < holdAfter
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)

@@ -116,6 +116,24 @@ func decodePoll(t *testing.T, resp *http.Response, body string) pollAnswer {
 	return a
 }
 
+// catchUp polls with wait=0 from cursor (-1: the newest) until an answer
+// has no events, and returns the cursor to wait from.
+func (rc *rawConn) catchUp(cursor int64, cred string) int64 {
+	rc.t.Helper()
+	for {
+		q := "wait=0"
+		if cursor >= 0 {
+			q = fmt.Sprintf("cursor=%d&wait=0", cursor)
+		}
+		rc.send(pollReq(q, "", cred))
+		a := rc.answer()
+		if cursor >= 0 && len(a.Events) == 0 {
+			return cursor
+		}
+		cursor = a.Cursor
+	}
+}
+
 // answer reads the next answer, which must be a poll's 200.
 func (rc *rawConn) answer() pollAnswer {
 	rc.t.Helper()
@@ -156,6 +174,15 @@ func TestLaneServesAConnectionsRequests(t *testing.T) {
 	if len(got.Events) != 1 || got.Events[0].Message.Text != "to the waiting poll" {
 		t.Fatalf("waiting poll answered %+v", got)
 	}
+	// That poll was answered within holdAfter: the connection is busy and
+	// its next waiting poll is held by its goroutine.
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", got.Cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "to the held poll")
+	got = rc.answer()
+	if len(got.Events) != 1 || got.Events[0].Message.Text != "to the held poll" {
+		t.Fatalf("held poll answered %+v", got)
+	}
 
 	// A post on the same connection goes to the HTTP server and is stored.
 	body := `{"text":"on the poll connection"}`
@@ -189,7 +216,7 @@ func TestLaneServesAConnectionsRequests(t *testing.T) {
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", first.Cursor), e.token),
 		pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), e.token),
 		"GET /api/eventsX HTTP/1.1\r\nHost: chat.test\r\n\r\n")
-	if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 2 {
+	if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 3 {
 		t.Fatalf("first pipelined poll: %+v", a)
 	}
 	if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 0 {
@@ -238,22 +265,35 @@ func TestLaneSupersededPoll(t *testing.T) {
 	}
 }
 
-// Drain answers a waiting lane poll with Connection: close and closes a
-// lane connection that waits for its next request.
+// Drain answers the waiting lane polls, held and parked, with
+// Connection: close, and closes a lane connection that waits for its next
+// request.
 func TestLaneDrain(t *testing.T) {
 	e, addr := laneEnv(t)
-	waiting, idle := dialRaw(t, addr), dialRaw(t, addr)
-	idle.send(pollReq("wait=0", e.token))
-	cursor := idle.answer().Cursor
-	waiting.send(pollReq("wait=0", e.token))
-	waiting.answer()
-	waiting.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", cursor), e.token))
+	held, parked, idle := dialRaw(t, addr), dialRaw(t, addr), dialRaw(t, addr)
+	bot, admin := "Authorization: Bearer "+e.token, "Cookie: "+e.cookie
+	idle.send(pollReq("wait=0", "", bot))
+	idle.answer()
+	// The other client (a browser session) comes online.
+	pc := parked.catchUp(-1, admin)
+	// A poll answered soon after it waited makes its connection busy.
+	cursor := held.catchUp(-1, bot)
+	held.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", cursor), "", bot))
 	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	cursor = held.answer().Cursor
+	// The session's poll parks; the bot's is held.
+	pc = parked.catchUp(pc, admin)
+	parked.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", pc), "", admin))
+	held.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", cursor), "", bot))
+	untilPending(t, e.srv, 2)
 
 	e.srv.Drain()
-	resp, body := waiting.read()
-	if a := decodePoll(t, resp, body); !resp.Close || a.Cursor != cursor {
-		t.Fatalf("drained poll: close=%v %+v", resp.Close, a)
+	for name, rc := range map[string]*rawConn{"held": held, "parked": parked} {
+		resp, body := rc.read()
+		if a := decodePoll(t, resp, body); !resp.Close || len(a.Events) != 0 {
+			t.Fatalf("drained %s poll: close=%v %+v", name, resp.Close, a)
+		}
 	}
 	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := idle.br.ReadByte(); !errors.Is(err, io.EOF) {
