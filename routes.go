@@ -2,6 +2,7 @@ package chatd
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"chatd/api"
@@ -24,6 +25,10 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("POST /api/disconnect", require(api.Handler(s.log, s.handleDisconnect)))
 	s.admin.Routes(mux)
 	mux.Handle("/api/", api.Handler(s.log, func(w http.ResponseWriter, r *http.Request) error {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return api.Errorf(api.MethodNotAllowed, "%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(allow, ", "))
+		}
 		return api.Errorf(api.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 	pages, err := web.New(pageAuth{s}, s.log)
@@ -57,6 +62,22 @@ func bodyDeadline(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// allowedMethods lists the methods that reach an endpoint other than the
+// API's catch-all on r's path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

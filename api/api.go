@@ -38,6 +38,9 @@ const (
 	// Unavailable (503) means the database cannot take writes (disk full,
 	// read-only file); the request changed nothing and may be retried.
 	Unavailable Code = "unavailable"
+	// MethodNotAllowed (405, with an Allow header) means the path exists
+	// but does not take the request's method.
+	MethodNotAllowed Code = "method_not_allowed"
 )
 
 // Status returns the HTTP status of the code.
@@ -61,6 +64,8 @@ func (c Code) Status() int {
 		return http.StatusTooManyRequests
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case MethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	}
 	return http.StatusInternalServerError
 }

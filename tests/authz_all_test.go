@@ -222,8 +222,9 @@ func TestAuthorizationMatrixAllEndpoints(t *testing.T) {
 		{method: "GET", path: azSame("/healthz"), want: everyone(200)},
 		{method: "GET", path: azSame("/metrics"), want: everyone(200)},
 		{method: "GET", path: azSame("/api/no-such-endpoint"), want: everyone(404)},
-		// A method the path does not take falls to the API's catch-all: 404.
-		{method: "PUT", path: azSame("/api/rooms/lobby"), body: azBody(map[string]string{"topic": "x"}), want: everyone(404)},
+		// A method the path does not take: 405 with Allow.
+		{method: "PUT", path: azSame("/api/rooms/lobby"), body: azBody(map[string]string{"topic": "x"}), want: everyone(405)},
+		{method: "DELETE", path: azSame("/api/state"), want: everyone(405)},
 	}
 
 	total, ok := 0, 0
