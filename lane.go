@@ -29,15 +29,19 @@ import (
 //
 // So after the first poll on a kept-alive HTTP/1.1 connection, chatd takes
 // the connection over (hijacks it) and serves the polls that follow on it
-// itself. A waiting poll is then only the connection and a record on the
-// user's queue: no goroutine, no buffer. When the answer comes, a goroutine
-// writes it in one write and reads the client's next request. The first
-// request that is not a poll goes back to the HTTP server through the
-// Listener, with its bytes untouched, and is served like any other.
+// itself. On a quiet connection a waiting poll is only the connection and
+// a record on the user's queue: no goroutine, no buffer; when the answer
+// comes, a new goroutine writes it in one write and reads the client's
+// next request. On a busy connection (its last poll that waited was
+// answered within holdAfter) the goroutine waits for the answer instead,
+// which is cheaper than starting one for every answer. The first request
+// that is not a poll goes back to the HTTP server through the Listener,
+// with its bytes untouched, and is served like any other.
 //
-// A client that closes its connection while its poll waits is noticed when
-// the poll is answered (at the latest at its timeout); a poll of the same
-// client on a new connection takes over at once.
+// A client that closes the connection of a parked poll is noticed at once
+// by the watcher (lane_watch_linux.go); one whose poll is held by a busy
+// connection's goroutine, when that poll is answered. A poll of the same
+// client on a new connection takes over at once in either case.
 
 // IdleTimeout is how long a kept-alive connection may wait for its next
 // request; ReadHeaderTimeout is how long a request's head may take to
