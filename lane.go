@@ -173,7 +173,7 @@ func (l *lane) serve() {
 
 // poll starts req on the hub. When the answer is ready at once it writes it
 // and returns whether to go on serving. Otherwise, on a busy connection
-// (its last poll was answered within holdAfter), the goroutine waits for
+// (its last poll that waited was answered within holdAfter), the goroutine waits for
 // the answer, writes it and returns whether to go on; on a quiet one, the
 // poll is parked: poll returns false at once, and resume writes the answer
 // on a goroutine of its own when it comes.
@@ -195,9 +195,11 @@ func (l *lane) poll(req comet.Request) bool {
 	l.state.Store(laneWaiting)
 	p := l.s.hub.Start(context.Background(), req, l.deliverFn)
 	if !hold {
+		// Watch for the client's hang-up before letting the lane go: from
+		// the CompareAndSwap on, resume may be serving it.
 		l.parked.Store(p)
+		l.s.recycle.watch.watch(l)
 		if l.pstate.CompareAndSwap(pollStarting, pollParked) {
-			l.s.recycle.watch.watch(l)
 			return false // resume answers it
 		}
 		return l.answer()
