@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -122,7 +121,7 @@ func (h *Handler) RegisterAdmin(mux *http.ServeMux, backend AdminBackend) error 
 		page := adminPage{Title: "Admin · chatd", Page: "admin", Viewer: v, Version: h.version}
 		if v.Role != "admin" {
 			page.Forbidden = true
-			h.renderAdmin(w, r, t, http.StatusForbidden, page)
+			h.writePage(w, r, t, http.StatusForbidden, page)
 			return
 		}
 		view, err := backend.AdminView(r)
@@ -132,29 +131,9 @@ func (h *Handler) RegisterAdmin(mux *http.ServeMux, backend AdminBackend) error 
 			return
 		}
 		page.AdminView = view
-		h.renderAdmin(w, r, t, http.StatusOK, page)
+		h.writePage(w, r, t, http.StatusOK, page)
 	})
 	return nil
-}
-
-func (h *Handler) renderAdmin(w http.ResponseWriter, r *http.Request, t *template.Template, status int, page adminPage) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, page); err != nil {
-		h.logger.Error("web: render admin page", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	hdr := w.Header()
-	setSecurityHeaders(hdr)
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	// The page may carry a bot token shown this once: keep it out of every
-	// cache and of the back/forward history.
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Vary", "Cookie")
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(buf.Bytes())
-	}
 }
 
 // adminWhen formats a time for the page's tables ("" for the zero time).

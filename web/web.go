@@ -218,20 +218,26 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, page string, data pageData) {
 	data.Page = page
 	data.Version = h.version
+	h.writePage(w, r, h.pages[page], http.StatusOK, data)
+}
+
+// writePage executes t with data and sends the result with status. Pages
+// name the signed-in user, and the admin page may carry a bot token shown
+// this once: every page is kept out of shared caches and out of the
+// back/forward history of a signed-out browser.
+func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, t *template.Template, status int, data any) {
 	var buf bytes.Buffer
-	if err := h.pages[page].Execute(&buf, data); err != nil {
-		h.logger.Error("web: render page", "page", page, "path", r.URL.Path, "err", err)
+	if err := t.Execute(&buf, data); err != nil {
+		h.logger.Error("web: render page", "template", t.Name(), "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
 	hdr := w.Header()
 	setSecurityHeaders(hdr)
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	// Pages name the signed-in user; keep them out of shared caches and the
-	// back/forward history of a signed-out browser.
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Vary", "Cookie")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write(buf.Bytes())
 	}
