@@ -316,18 +316,22 @@ func (c *client) must(want int, method, path string, body any) *response {
 // register makes an account and returns its signed-in browser client.
 func register(t testing.TB, srv *server, name, password string) *client {
 	t.Helper()
-	c := newClient(t, srv)
-	c.Name = name
-	c.must(201, "POST", "/api/register", map[string]string{"username": name, "password": password})
-	return c
+	return signedIn(t, srv, 201, "/api/register", name, password)
 }
 
 // login signs an existing account in on a new browser client.
 func login(t testing.TB, srv *server, name, password string) *client {
 	t.Helper()
+	return signedIn(t, srv, 200, "/api/login", name, password)
+}
+
+// signedIn posts a name and password to path on a new browser client,
+// which must answer want.
+func signedIn(t testing.TB, srv *server, want int, path, name, password string) *client {
+	t.Helper()
 	c := newClient(t, srv)
 	c.Name = name
-	c.must(200, "POST", "/api/login", map[string]string{"username": name, "password": password})
+	c.must(want, "POST", path, map[string]string{"username": name, "password": password})
 	return c
 }
 
