@@ -13,6 +13,7 @@ import (
 	"chatd/auth"
 	"chatd/comet"
 	"chatd/events"
+	"chatd/presence"
 	"chatd/rooms"
 )
 
@@ -98,39 +99,33 @@ func truncate(s string) string {
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	id, _ := auth.FromContext(r.Context())
-	req, err := s.pollRequest(r, id)
+	req, pres, err := s.pollRequest(r, id, nil)
 	if err != nil {
 		return err
 	}
-	s.poll(w, r, req)
+	s.poll(w, r, req, pres)
 	return nil
 }
 
-// startPoll is handleEvents's checks for a poll the lane read: who calls,
-// then the parameters.
-func (s *Server) startPoll(r *http.Request) (comet.Request, error) {
-	id, err := s.auth.Identify(r)
-	if err != nil {
-		return comet.Request{}, err
-	}
-	return s.pollRequest(r, id)
-}
-
 // pollRequest reads a poll's parameters, checks its cursor and records the
-// client's poll with presence.
-func (s *Server) pollRequest(r *http.Request, id auth.Identity) (comet.Request, error) {
+// client's poll with presence, returning the client's presence record.
+// again, when not nil, is the record of the same client's last poll on the
+// same connection with the same headers.
+func (s *Server) pollRequest(r *http.Request, id auth.Identity, again *presence.Client) (comet.Request, *presence.Client, error) {
 	p, err := parsePollQuery(r.URL.RawQuery)
 	if err != nil {
-		return comet.Request{}, err
+		return comet.Request{}, nil, err
 	}
 	ctx := r.Context()
 	if !p.HasCursor {
 		p.Cursor = s.events.Last()
 	} else if err := s.events.Check(ctx, p.Cursor); err != nil {
-		return comet.Request{}, err
+		return comet.Request{}, nil, err
 	}
-	s.presence.PollStarted(ctx, id.User, id.Client, r)
-	return comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout}, nil
+	if again == nil || !s.presence.PollAgain(ctx, again) {
+		again = s.presence.PollStarted(ctx, id.User, id.Client, r)
+	}
+	return comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout}, again, nil
 }
 
 // encodePoll writes a poll answer from the events' pre-encoded JSON.

@@ -16,7 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"chatd/auth"
 	"chatd/comet"
+	"chatd/presence"
 )
 
 // The poll lane.
@@ -83,6 +85,13 @@ type lane struct {
 
 	hdr http.Header // the current request's, reused
 
+	// A busy connection's last poll: a client's polls repeat the same
+	// header lines and change only the request line, so a repeat is not
+	// parsed, nor its caller looked up, again.
+	req      *http.Request // the last poll, parsed by parseHead
+	lastHdrs string        // its header lines, as received
+	memo     auth.Memo     // who sent it
+
 	// Watching for the client's hang-up while a poll is parked.
 	parked  atomic.Pointer[comet.Pending] // the parked poll, if any
 	raw     syscall.RawConn
@@ -96,8 +105,9 @@ type lane struct {
 	deliverFn func(comet.Result, error)
 
 	// The poll being served.
-	wake    chan struct{} // a held poll's answer is ready
-	busy    bool          // the last poll was answered within holdAfter
+	pres    *presence.Client // its client's presence record
+	wake    chan struct{}    // a held poll's answer is ready
+	busy    bool             // the last poll was answered within holdAfter
 	started time.Time
 	client  string
 	closing bool // close the connection after the answer
@@ -117,7 +127,7 @@ var laneRequest = &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/ap
 // and the client's requests after it. It returns false, having done
 // nothing, when the connection cannot be taken: the server does not listen
 // through Listen, the client asked to close, or it is not HTTP/1.1.
-func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Request) bool {
+func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Request, pres *presence.Client) bool {
 	if s.recycle == nil || r.Close || !r.ProtoAtLeast(1, 1) || s.recycle.draining.Load() {
 		return false
 	}
@@ -125,7 +135,7 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 	if err != nil {
 		return false
 	}
-	l := &lane{s: s, conn: conn, src: conn, remote: r.RemoteAddr}
+	l := &lane{s: s, conn: conn, src: conn, remote: r.RemoteAddr, pres: pres}
 	l.deliverFn = l.deliver
 	if n := brw.Reader.Buffered(); n > 0 {
 		// The client already sent more: keep those bytes in front.
@@ -134,7 +144,7 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 	}
 	if !s.recycle.addLane(l) {
 		conn.Close()
-		s.presence.PollEnded(req.Client)
+		s.presence.PollEnded(pres)
 		return true
 	}
 	if l.poll(req) {
@@ -157,7 +167,7 @@ func (l *lane) serve() {
 			return
 		}
 		l.closing = r.Close || !r.ProtoAtLeast(1, 1)
-		req, err := l.s.startPoll(r)
+		req, err := l.startPoll(r)
 		if err != nil {
 			l.client = ""
 			if !l.write(l.s.errorResponse(r, err)) {
@@ -169,6 +179,37 @@ func (l *lane) serve() {
 			return
 		}
 	}
+}
+
+// startPoll checks the poll r: who calls, then its parameters. The caller
+// of a repeat (r is l.req) is known already while the memo is good.
+func (l *lane) startPoll(r *http.Request) (comet.Request, error) {
+	id, ok := auth.Identity{}, false
+	if r == l.req {
+		id, ok = l.s.auth.Recall(&l.memo, time.Now())
+	}
+	var again *presence.Client
+	if ok {
+		again = l.pres // the same client's
+	} else {
+		var err error
+		if id, err = l.s.auth.IdentifyMemo(r, &l.memo); err != nil {
+			return comet.Request{}, err
+		}
+	}
+	req, pres, err := l.s.pollRequest(r, id, again)
+	if err != nil {
+		return comet.Request{}, err
+	}
+	l.pres = pres
+	return req, nil
+}
+
+// forgetLast drops what is kept of the last poll: a quiet connection keeps
+// nothing while its poll waits.
+func (l *lane) forgetLast() {
+	l.req, l.lastHdrs, l.memo = nil, "", auth.Memo{}
+	clear(l.hdr)
 }
 
 // poll starts req on the hub. When the answer is ready at once it writes it
@@ -188,7 +229,7 @@ func (l *lane) poll(req comet.Request) bool {
 			// now.)
 			l.release()
 		}
-		clear(l.hdr) // nor the request's header values
+		l.forgetLast() // nor the request's header values
 	}
 	l.started = time.Now()
 	l.pstate.Store(pollStarting)
@@ -263,7 +304,7 @@ func (l *lane) answer() bool {
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)
-	l.s.presence.PollEnded(l.client)
+	l.s.presence.PollEnded(l.pres)
 	if err != nil {
 		return l.write(l.s.pollResponse(laneRequest, res, err))
 	}
@@ -401,12 +442,21 @@ func (l *lane) next() (*http.Request, error) {
 			return nil, err
 		}
 	}
+	if r := l.repeat(head); r != nil {
+		l.br.Discard(len(head))
+		l.state.Store(laneBusy)
+		return r, nil
+	}
 	if l.hdr == nil {
 		l.hdr = make(http.Header, 4)
 	}
-	clear(l.hdr)
+	l.forgetLast()
 	r, ok := parseHead(head, l.hdr)
 	if ok {
+		if l.busy {
+			// Its next polls will likely repeat these headers.
+			l.req, l.lastHdrs = r, string(head[bytes.Index(head, []byte("\r\n")):])
+		}
 		l.br.Discard(len(head))
 	} else {
 		var err error
@@ -424,6 +474,24 @@ func (l *lane) next() (*http.Request, error) {
 	}
 	r.RemoteAddr = l.remote
 	return r, nil
+}
+
+// repeat returns the last poll, with head's request line, when head has
+// the same header lines (head is a whole head: it ends in a blank line).
+func (l *lane) repeat(head []byte) *http.Request {
+	if l.req == nil {
+		return nil
+	}
+	eol := bytes.Index(head, []byte("\r\n"))
+	if string(head[eol:]) != l.lastHdrs {
+		return nil
+	}
+	target, query, ok := pollLine(string(head[:eol]))
+	if !ok {
+		return nil
+	}
+	l.req.RequestURI, l.req.URL.RawQuery = target, query
+	return l.req
 }
 
 // badRequest is the answer to a request the lane cannot serve.
@@ -517,17 +585,11 @@ func parseHead(head []byte, h http.Header) (*http.Request, bool) {
 	// One string for the whole head: every value kept is a piece of it.
 	rest := string(head)
 	line, rest, ok := strings.Cut(rest, "\r\n")
-	if !ok || len(line) <= len("GET  HTTP/1.1") || !strings.HasPrefix(line, "GET ") || !strings.HasSuffix(line, " HTTP/1.1") {
+	if !ok {
 		return nil, false
 	}
-	target := line[len("GET ") : len(line)-len(" HTTP/1.1")]
-	for i := 0; i < len(target); i++ {
-		if c := target[i]; c <= ' ' || c >= 0x7f {
-			return nil, false
-		}
-	}
-	path, query, _ := strings.Cut(target, "?")
-	if path != "/api/events" {
+	target, query, ok := pollLine(line)
+	if !ok {
 		return nil, false
 	}
 	vals := make([]string, len(laneHeaders))
@@ -598,6 +660,25 @@ func parseHead(head []byte, h http.Header) (*http.Request, bool) {
 		}
 	}
 	return r, true
+}
+
+// pollLine reads the request line of a poll, "GET /api/events?... HTTP/1.1",
+// and returns its target and query.
+func pollLine(line string) (target, query string, ok bool) {
+	if len(line) <= len("GET  HTTP/1.1") || !strings.HasPrefix(line, "GET ") || !strings.HasSuffix(line, " HTTP/1.1") {
+		return "", "", false
+	}
+	target = line[len("GET ") : len(line)-len(" HTTP/1.1")]
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c >= 0x7f {
+			return "", "", false
+		}
+	}
+	path, query, _ := strings.Cut(target, "?")
+	if path != "/api/events" {
+		return "", "", false
+	}
+	return target, query, true
 }
 
 // isTokenByte reports whether c may appear in a header name (RFC 9110's

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -298,6 +299,53 @@ func TestLaneDrain(t *testing.T) {
 	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := idle.br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("idle lane connection after Drain: %v, want EOF", err)
+	}
+}
+
+// A busy connection's polls repeat their headers, and the lane does not
+// look up who sends them every time; a disconnect still takes the client
+// off the list until its next poll, and a logout refuses that poll.
+func TestLaneRepeatedPollsFollowLogout(t *testing.T) {
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	admin := "Cookie: " + e.cookie
+	cursor := rc.catchUp(-1, admin)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=30", cursor), "", admin))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	cursor = rc.answer().Cursor
+	for range 3 {
+		rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), "", admin))
+		if a := rc.answer(); a.Cursor != cursor || len(a.Events) != 0 {
+			t.Fatalf("repeated poll answered %+v", a)
+		}
+	}
+	// A client that said it is leaving and polls again is back online.
+	online := func() bool {
+		for _, c := range e.srv.presence.Clients() {
+			if c.User == "root" {
+				return true
+			}
+		}
+		return false
+	}
+	if w := e.serve(t, httptest.NewRequest("POST", "/api/disconnect", nil), e.cookie); w.Code >= 300 {
+		t.Fatalf("disconnect: %d %s", w.Code, w.Body)
+	}
+	if online() {
+		t.Fatal("the client is still listed after /api/disconnect")
+	}
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), "", admin))
+	cursor = rc.answer().Cursor
+	if !online() {
+		t.Fatal("the client polled again after /api/disconnect and is not listed")
+	}
+	if w := e.serve(t, httptest.NewRequest("POST", "/api/logout", nil), e.cookie); w.Code >= 300 {
+		t.Fatalf("logout: %d %s", w.Code, w.Body)
+	}
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), "", admin))
+	if resp, b := rc.read(); resp.StatusCode != 401 || !strings.Contains(b, `"unauthenticated"`) {
+		t.Fatalf("poll after logout: %d %s", resp.StatusCode, b)
 	}
 }
 

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,8 +25,8 @@ type identityCache struct {
 	// gens counts the invalidations of each user: a lookup that started
 	// before an invalidation must not cache what it read.
 	gens  map[int64]uint64
-	total uint64 // invalidations so far
-	floor uint64 // lookups from before this epoch may not cache (gens was cleared)
+	total atomic.Uint64 // invalidations so far; written under mu
+	floor uint64        // lookups from before this epoch may not cache (gens was cleared)
 }
 
 // credential is what a request presents: a bearer token or a session
@@ -56,11 +57,7 @@ func (c *identityCache) get(key credential, now time.Time) (cachedIdentity, bool
 }
 
 // epoch returns a token to pass to put: the count of invalidations so far.
-func (c *identityCache) epoch() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.total
-}
+func (c *identityCache) epoch() uint64 { return c.total.Load() }
 
 // put caches e unless its user was invalidated since epoch was read (the
 // database answer may predate the change).
@@ -88,13 +85,13 @@ func (c *identityCache) put(key credential, e cachedIdentity, epoch uint64) {
 func (c *identityCache) forgetUser(userID int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.total++
-	c.gens[userID] = c.total
+	total := c.total.Add(1)
+	c.gens[userID] = total
 	if len(c.gens) > maxCached {
 		// Old generations only matter to lookups in flight; a lookup
 		// older than every entry is refused by total below.
 		clear(c.gens)
-		c.floor = c.total
+		c.floor = total
 	}
 	for k, v := range c.entries {
 		if v.id.User.ID == userID {

@@ -116,56 +116,95 @@ func (s *Service) SetPresence(p Presence) { s.presence = p }
 // Identify returns who makes the request, from a bearer token or the session
 // cookie. It returns an Unauthenticated error when neither is valid.
 func (s *Service) Identify(r *http.Request) (Identity, error) {
+	id, _, err := s.identify(r)
+	return id, err
+}
+
+// A Memo remembers who a connection's requests come from, for a caller
+// that can tell that the next request carries the same credentials (the
+// poll lane compares the bytes of the headers). It is good as long as the
+// cache entry it came from: until that entry's time is up or any user's
+// credentials change.
+type Memo struct {
+	id      Identity
+	epoch   uint64
+	expires time.Time
+}
+
+// IdentifyMemo is Identify that also fills m, or empties it on an error.
+func (s *Service) IdentifyMemo(r *http.Request, m *Memo) (Identity, error) {
+	epoch := s.cache.epoch() // before the lookup: a change during it spoils m
+	id, expires, err := s.identify(r)
+	if err != nil {
+		*m = Memo{}
+		return Identity{}, err
+	}
+	*m = Memo{id: id, epoch: epoch, expires: expires}
+	return id, nil
+}
+
+// Recall returns the identity m remembers when it is still good at now.
+func (s *Service) Recall(m *Memo, now time.Time) (Identity, bool) {
+	if !now.Before(m.expires) || m.epoch != s.cache.epoch() {
+		return Identity{}, false
+	}
+	return m.id, true
+}
+
+// identify is Identify, and says until when the answer may be reused.
+func (s *Service) identify(r *http.Request) (Identity, time.Time, error) {
 	ctx := r.Context()
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, token, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return Identity{}, api.Errorf(api.Unauthenticated, "the Authorization header must be 'Bearer <token>'")
+			return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "the Authorization header must be 'Bearer <token>'")
 		}
 		token = strings.TrimSpace(token)
 		now := time.Now()
 		if e, ok := s.cache.get(credential{value: token}, now); ok {
 			s.touchToken(ctx, e.id.TokenID, e.lastUsed)
-			return e.id, nil
+			return e.id, e.expires, nil
 		}
 		epoch := s.cache.epoch()
 		id, lastUsed, err := identityFromToken(ctx, s.db.Reader(), token)
 		if errors.Is(err, errNoIdentity) {
-			return Identity{}, api.Errorf(api.Unauthenticated, "the token is not valid")
+			return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "the token is not valid")
 		}
 		if err != nil {
-			return Identity{}, err
+			return Identity{}, time.Time{}, err
 		}
-		s.cache.put(credential{value: token}, cachedIdentity{id: id, lastUsed: lastUsed, expires: now.Add(identityTTL)}, epoch)
+		expires := now.Add(identityTTL)
+		s.cache.put(credential{value: token}, cachedIdentity{id: id, lastUsed: lastUsed, expires: expires}, epoch)
 		s.touchToken(ctx, id.TokenID, lastUsed)
-		return id, nil
+		return id, expires, nil
 	}
 	cookie, err := r.Cookie(CookieName)
 	if err != nil {
-		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
+		return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "sign in first")
 	}
 	now := time.Now()
 	if e, ok := s.cache.get(credential{cookie: true, value: cookie.Value}, now); ok {
-		return e.id, nil
+		return e.id, e.expires, nil
 	}
 	epoch := s.cache.epoch()
 	sess, err := s.cookies.Get(r, CookieName)
 	if err != nil || sess.IsNew {
-		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
+		return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "sign in first")
 	}
 	sid, _ := sess.Values["sid"].(string)
 	if sid == "" {
-		return Identity{}, api.Errorf(api.Unauthenticated, "sign in first")
+		return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "sign in first")
 	}
 	id, err := identityFromSession(ctx, s.db.Reader(), sid)
 	if errors.Is(err, errNoIdentity) {
-		return Identity{}, api.Errorf(api.Unauthenticated, "your session has ended; sign in again")
+		return Identity{}, time.Time{}, api.Errorf(api.Unauthenticated, "your session has ended; sign in again")
 	}
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, time.Time{}, err
 	}
-	s.cache.put(credential{cookie: true, value: cookie.Value}, cachedIdentity{id: id, expires: now.Add(identityTTL)}, epoch)
-	return id, nil
+	expires := now.Add(identityTTL)
+	s.cache.put(credential{cookie: true, value: cookie.Value}, cachedIdentity{id: id, expires: expires}, epoch)
+	return id, expires, nil
 }
 
 // Forget drops the cached credentials of the user once tx commits. Every
