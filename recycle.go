@@ -15,6 +15,7 @@ import (
 
 	"chatd/api"
 	"chatd/comet"
+	"chatd/presence"
 )
 
 // Connections handed back.
@@ -221,8 +222,8 @@ func (s *Server) errorResponse(r *http.Request, err error) *bufferedResponse {
 // poll runs one long-poll for the handler: on the poll lane when the
 // connection can be taken over, or else holding the request until the
 // answer.
-func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request) {
-	if s.startLane(w, r, req) {
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request, pres *presence.Client) {
+	if s.startLane(w, r, req, pres) {
 		return
 	}
 	ctx := r.Context()
@@ -237,7 +238,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request)
 		s.hub.Cancel(pending, ctx.Err())
 		resp = <-answer
 	}
-	s.presence.PollEnded(req.Client)
+	s.presence.PollEnded(pres)
 	if ctx.Err() != nil {
 		return // the client went away; nobody reads an answer
 	}

@@ -64,6 +64,9 @@ type Client struct {
 	Addr      string
 	Pending   int
 	LastPoll  time.Time
+
+	us   *userState // its user's, which stays for the process's life
+	gone bool       // removed: a new poll of the key makes a new record
 }
 
 // New returns a tracker. Users the database shows as online (the server
@@ -92,8 +95,9 @@ func New(ctx context.Context, db *store.DB, log *events.Log, ender Ender, logger
 			return nil, fmt.Errorf("presence: load: %w", err)
 		}
 		key := fmt.Sprintf("restart:%d", id)
-		t.users[id] = &userState{name: name, clients: 1, pref: status, announced: status}
-		t.clients[key] = &Client{Key: key, UserID: id, User: name, LastPoll: now}
+		us := &userState{name: name, clients: 1, pref: status, announced: status}
+		t.users[id] = us
+		t.clients[key] = &Client{Key: key, UserID: id, User: name, LastPoll: now, us: us}
 	}
 	return t, rows.Err()
 }
@@ -114,22 +118,24 @@ func (t *Tracker) Status(userID int64) string {
 	return t.statusLocked(userID)
 }
 
-func (t *Tracker) statusLocked(userID int64) string {
-	us := t.users[userID]
+func (t *Tracker) statusLocked(userID int64) string { return t.users[userID].status() }
+
+// status is the user's status; the caller holds Tracker.mu.
+func (us *userState) status() string {
 	if us == nil || us.clients == 0 {
 		return Offline
 	}
 	return us.pref
 }
 
-// PollStarted records that the client polls now. The user's first client
-// brings them online.
-func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r *http.Request) {
+// PollStarted records that the client polls now, and returns its record
+// for PollAgain and PollEnded. The user's first client brings them online.
+func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r *http.Request) *Client {
 	t.mu.Lock()
-	us := t.userLocked(u.ID, u.Name)
 	c := t.clients[client]
 	if c == nil {
-		c = &Client{Key: client, UserID: u.ID, User: u.Name}
+		us := t.userLocked(u.ID, u.Name)
+		c = &Client{Key: client, UserID: u.ID, User: u.Name, us: us}
 		t.clients[client] = c
 		us.clients++
 	}
@@ -137,18 +143,40 @@ func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r
 	c.LastPoll = time.Now()
 	c.UserAgent = r.UserAgent()
 	c.Addr = r.RemoteAddr
-	due := us.announced != t.statusLocked(u.ID)
+	due := c.us.announced != c.us.status()
 	t.mu.Unlock()
 	if due {
 		t.announce(ctx, u.ID)
 	}
+	return c
 }
 
-// PollEnded records that one of the client's polls was answered.
-func (t *Tracker) PollEnded(client string) {
+// PollAgain is PollStarted for a poll that comes, with the same headers, on
+// the connection of c's last poll (the poll lane's next poll): it records
+// the poll and returns true, or returns false, recording nothing, when c
+// has been removed since.
+func (t *Tracker) PollAgain(ctx context.Context, c *Client) bool {
+	t.mu.Lock()
+	if c.gone {
+		t.mu.Unlock()
+		return false
+	}
+	c.Pending++
+	c.LastPoll = time.Now()
+	due := c.us.announced != c.us.status()
+	t.mu.Unlock()
+	if due {
+		t.announce(ctx, c.UserID)
+	}
+	return true
+}
+
+// PollEnded records that one of the client's polls, started with the
+// record c, was answered.
+func (t *Tracker) PollEnded(c *Client) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c := t.clients[client]; c != nil {
+	if !c.gone {
 		c.Pending = max(0, c.Pending-1)
 		c.LastPoll = time.Now()
 	}
@@ -187,6 +215,7 @@ func (t *Tracker) removeLocked(client string) bool {
 		return false
 	}
 	delete(t.clients, client)
+	c.gone = true
 	us := t.users[c.UserID]
 	if us == nil {
 		return false
@@ -205,7 +234,7 @@ func (t *Tracker) SetStatus(ctx context.Context, u auth.User, client, status str
 	us := t.userLocked(u.ID, u.Name)
 	us.pref = status
 	if t.clients[client] == nil {
-		t.clients[client] = &Client{Key: client, UserID: u.ID, User: u.Name, LastPoll: time.Now()}
+		t.clients[client] = &Client{Key: client, UserID: u.ID, User: u.Name, LastPoll: time.Now(), us: us}
 		us.clients++
 	}
 	t.mu.Unlock()
