@@ -40,10 +40,10 @@ import (
 // that is not a poll goes back to the HTTP server through the Listener,
 // with its bytes untouched, and is served like any other.
 //
-// A client that closes the connection of a parked poll is noticed at once
-// by the watcher (lane_watch_linux.go); one whose poll is held by a busy
-// connection's goroutine, when that poll is answered. A poll of the same
-// client on a new connection takes over at once in either case.
+// A client that closes the connection of a waiting poll, held or parked,
+// is noticed at once by the watcher (lane_watch_linux.go), and the poll
+// cancelled. A poll of the same client on a new connection takes over at
+// once in any case.
 
 // IdleTimeout is how long a kept-alive connection may wait for its next
 // request; ReadHeaderTimeout is how long a request's head may take to
@@ -92,8 +92,9 @@ type lane struct {
 	lastHdrs string        // its header lines, as received
 	memo     auth.Memo     // who sent it
 
-	// Watching for the client's hang-up while a poll is parked.
-	parked  atomic.Pointer[comet.Pending] // the parked poll, if any
+	// Watching for the client's hang-up while a poll waits.
+	pending atomic.Pointer[comet.Pending] // the waiting poll, if any
+	hungUp  atomic.Bool                   // the client hung up
 	raw     syscall.RawConn
 	watchID uint64
 	watched bool // registered with the watcher
@@ -147,6 +148,7 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 		s.presence.PollEnded(pres)
 		return true
 	}
+	s.recycle.watch.watch(l)
 	if l.poll(req) {
 		go l.serve() // and let the HTTP server's goroutine end
 	}
@@ -235,11 +237,14 @@ func (l *lane) poll(req comet.Request) bool {
 	l.pstate.Store(pollStarting)
 	l.state.Store(laneWaiting)
 	p := l.s.hub.Start(context.Background(), req, l.deliverFn)
+	// From here the watcher cancels the poll when the client hangs up;
+	// one that hung up already has its poll cancelled now. (Both the
+	// watcher and the lane store, then load: one of them sees the other.)
+	l.pending.Store(p)
+	if l.hungUp.Load() {
+		l.s.hub.Cancel(p, context.Canceled)
+	}
 	if !hold {
-		// Watch for the client's hang-up before letting the lane go: from
-		// the CompareAndSwap on, resume may be serving it.
-		l.parked.Store(p)
-		l.s.recycle.watch.watch(l)
 		if l.pstate.CompareAndSwap(pollStarting, pollParked) {
 			return false // resume answers it
 		}
@@ -300,7 +305,7 @@ func (l *lane) resume() {
 // answer writes the current poll's answer; it reports whether the
 // connection stays open.
 func (l *lane) answer() bool {
-	l.parked.Store(nil)
+	l.pending.Store(nil)
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)

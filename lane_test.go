@@ -349,6 +349,27 @@ func TestLaneRepeatedPollsFollowLogout(t *testing.T) {
 	}
 }
 
+// A busy connection's goroutine waits for its poll's answer; a client that
+// closes that connection has the poll ended at once all the same.
+func TestLaneClientClosesHeldPoll(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the watcher of waiting polls is Linux only")
+	}
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	cursor = rc.answer().Cursor
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	start := time.Now()
+	rc.c.Close()
+	untilPending(t, e.srv, 0)
+	t.Logf("the held poll ended %v after its client closed", time.Since(start))
+}
+
 // untilPending waits until the hub holds n pending polls.
 func untilPending(t *testing.T, s *Server, n int) {
 	t.Helper()

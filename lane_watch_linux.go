@@ -10,15 +10,17 @@ import (
 	"syscall"
 )
 
-// watcher notices clients that close the connection of a parked poll.
+// watcher notices clients that close the connection of a waiting poll.
 //
-// A parked poll has no goroutine reading its connection, so nothing in Go
+// A waiting poll has no goroutine reading its connection (a parked one has
+// no goroutine at all, a held one waits for the answer), so nothing in Go
 // would see the client go away before the poll is answered. The watcher
-// keeps the parked connections in an epoll set of its own, armed once per
-// parked poll for the peer's hang-up only (EPOLLRDHUP, one-shot), and one
-// goroutine waits on it: a client that closes its connection has its poll
-// cancelled at once, as net/http cancels a request whose client left, and
-// presence then counts from that moment.
+// keeps the lanes' connections in an epoll set of its own, registered once
+// per connection for the peer's hang-up only (EPOLLRDHUP, edge-triggered:
+// no system call per poll), and one goroutine waits on it: a client that
+// closes its connection has its waiting poll cancelled at once, as net/http
+// cancels a request whose client left, and presence then counts from that
+// moment. A hang-up while no poll waits is remembered, for the next poll.
 type watcher struct {
 	epfd   int
 	closed atomic.Bool
@@ -40,35 +42,33 @@ func newWatcher() *watcher {
 	return w
 }
 
-// watch arms the watch on the lane's connection while its poll is parked.
+// epollET is EPOLLET as an event mask bit (package syscall declares it
+// negative).
+const epollET = 1 << 31
+
+// watch starts watching a new lane's connection.
 func (w *watcher) watch(l *lane) {
 	if w == nil {
 		return
 	}
-	if l.watchID == 0 {
-		raw, err := l.rawConn()
-		if err != nil {
-			return
-		}
-		l.raw = raw
-		w.mu.Lock()
-		w.next++
-		l.watchID = w.next
-		w.lanes[l.watchID] = l
-		w.mu.Unlock()
+	raw, err := l.rawConn()
+	if err != nil {
+		return
 	}
+	l.raw = raw
+	w.mu.Lock()
+	w.next++
+	l.watchID = w.next
+	w.lanes[l.watchID] = l
+	w.mu.Unlock()
 	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Events: syscall.EPOLLRDHUP | epollET,
 		Fd:     int32(uint32(l.watchID)),
 		Pad:    int32(uint32(l.watchID >> 32)),
 	}
 	l.raw.Control(func(fd uintptr) {
-		op := syscall.EPOLL_CTL_MOD
-		if !l.watched {
-			op = syscall.EPOLL_CTL_ADD
-		}
-		// Re-arming (MOD) reports a hang-up that came meanwhile.
-		if err := syscall.EpollCtl(w.epfd, op, int(fd), &ev); err == nil {
+		// A hang-up that came before is reported at once.
+		if err := syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err == nil {
 			l.watched = true
 		}
 	})
@@ -122,10 +122,12 @@ func (w *watcher) run() {
 	}
 }
 
-// gone cancels the lane's parked poll: its client closed the connection.
-// The answer then fails to be written and the lane closes.
+// gone cancels the lane's waiting poll, or the next one: its client closed
+// the connection. The answer then fails to be written, or the next read
+// finds the end, and the lane closes.
 func (l *lane) gone() {
-	if p := l.parked.Load(); p != nil {
+	l.hungUp.Store(true)
+	if p := l.pending.Load(); p != nil {
 		l.s.hub.Cancel(p, context.Canceled)
 	}
 }

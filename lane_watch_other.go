@@ -2,7 +2,7 @@
 
 package chatd
 
-// watcher is Linux only: elsewhere a parked poll whose client closed its
+// watcher is Linux only: elsewhere a waiting poll whose client closed its
 // connection is noticed when the poll is answered (at its timeout at the
 // latest).
 type watcher struct{}
