@@ -361,13 +361,20 @@ func TestLaneClientClosesHeldPoll(t *testing.T) {
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
 	untilPending(t, e.srv, 1)
 	e.post(t, addr, "makes the connection busy")
-	cursor = rc.answer().Cursor
+	hangUpOnWaitingPoll(t, e, rc, rc.answer().Cursor, "held")
+}
+
+// hangUpOnWaitingPoll sends a poll that waits (up to 50 s), closes its
+// connection and waits for the poll to end, which it must within
+// untilPending's 10 s.
+func hangUpOnWaitingPoll(t *testing.T, e *fuzzEnv, rc *rawConn, cursor int64, what string) {
+	t.Helper()
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
 	untilPending(t, e.srv, 1)
 	start := time.Now()
 	rc.c.Close()
 	untilPending(t, e.srv, 0)
-	t.Logf("the held poll ended %v after its client closed", time.Since(start))
+	t.Logf("the %s poll ended %v after its client closed", what, time.Since(start))
 }
 
 // untilPending waits until the hub holds n pending polls.
@@ -480,12 +487,7 @@ func TestLaneClientClosesParkedPoll(t *testing.T) {
 	cursor := rc.answer().Cursor
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=1.2", cursor), e.token))
 	rc.answer() // a heartbeat: the connection is quiet, its next poll parks
-	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
-	untilPending(t, e.srv, 1)
-	start := time.Now()
-	rc.c.Close()
-	untilPending(t, e.srv, 0)
-	t.Logf("the parked poll ended %v after its client closed", time.Since(start))
+	hangUpOnWaitingPoll(t, e, rc, cursor, "parked")
 
 	// A client that comes back polls as before.
 	rc = dialRaw(t, addr)
