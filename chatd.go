@@ -102,8 +102,8 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 
-	recycle *recycler      // set by Listen: where the poll lane gives connections back
-	answers sync.WaitGroup // answers the poll lane is writing
+	recycle *recycler // set by Listen: where the poll lane gives connections back
+	answers inflight  // answers the poll lane is writing
 
 	stop    chan struct{}
 	wg      sync.WaitGroup

@@ -255,7 +255,7 @@ func (l *lane) poll(req comet.Request) bool {
 	}
 	if l.pstate.CompareAndSwap(pollStarting, pollHeld) {
 		<-l.wake
-		defer l.s.answers.Done()
+		defer l.s.answers.done()
 		l.waited()
 	}
 	return l.answer()
@@ -281,11 +281,11 @@ func (l *lane) deliver(res comet.Result, err error) {
 				return // Start has not returned: poll answers it
 			}
 		case pollHeld:
-			l.s.answers.Add(1)
+			l.s.answers.add()
 			l.wake <- struct{}{}
 			return
 		default: // parked
-			l.s.answers.Add(1)
+			l.s.answers.add()
 			go l.resume()
 			return
 		}
@@ -296,7 +296,7 @@ func (l *lane) deliver(res comet.Result, err error) {
 func (l *lane) resume() {
 	l.waited()
 	ok := l.answer()
-	l.s.answers.Done()
+	l.s.answers.done()
 	if ok {
 		l.serve()
 	}

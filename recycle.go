@@ -248,14 +248,55 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request,
 // waitAnswers waits for the answers the poll lane is writing, for at most
 // the given time.
 func (s *Server) waitAnswers(d time.Duration) {
-	done := make(chan struct{})
-	go func() { s.answers.Wait(); close(done) }()
+	idle := s.answers.idle()
+	if idle == nil {
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-idle:
 	case <-t.C:
 	}
+}
+
+// inflight counts the answers being written. Unlike a sync.WaitGroup, it
+// may go up from zero while someone waits for zero: a client's hang-up
+// cancels its poll, and so starts an answer, at any moment, a shutdown
+// included.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n comes back to 0; nil if nobody waits
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	if f.n--; f.n == 0 && f.zero != nil {
+		close(f.zero)
+		f.zero = nil
+	}
+	f.mu.Unlock()
+}
+
+// idle returns a channel closed when no answer is being written, or nil
+// when none is now.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return nil
+	}
+	if f.zero == nil {
+		f.zero = make(chan struct{})
+	}
+	return f.zero
 }
 
 // ConnState follows the HTTP server's connections (set it as the
