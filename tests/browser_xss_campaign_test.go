@@ -102,16 +102,7 @@ func TestBrowserXSSCampaign(t *testing.T) {
 			t.Fatalf("posting raw %q: %d %s", v, r.Status, r.Body)
 		}
 	}
-	half := len(vectors) / 2
-	for i := range half {
-		post(i) // in the history the page loads
-	}
-
-	c := startChrome(t)
-	tb := c.newProfile(t, "alice").newTab("chat")
-	dialogs := watchPage(t, tb)
-	tb.signIn(srv, "alice", browserPassword)
-	tb.do("set the canary", jsAction(`window.chatdCanary = 'intact'`))
+	tb, dialogs, half := openAfterHistory(t, srv, len(vectors), post)
 	mu.Lock()
 	pageOpen = true
 	mu.Unlock()

@@ -134,3 +134,22 @@ func checkInertPage(t *testing.T, tb *browserTab, when string, rules xssRules, t
 	}
 	t.Logf("%s: %d messages on the page, none ran anything", when, v.Messages)
 }
+
+// openAfterHistory posts the first half of n attack vectors (post(i) posts
+// vector i), so they are in the history the page loads, then opens alice's
+// chat page in Chromium, watched by watchPage, signs in and sets the
+// canary. It returns the tab, its dialog list and where the half that the
+// test posts live begins.
+func openAfterHistory(t *testing.T, srv *server, n int, post func(int)) (*browserTab, func() []string, int) {
+	t.Helper()
+	half := n / 2
+	for i := range half {
+		post(i)
+	}
+	c := startChrome(t)
+	tb := c.newProfile(t, "alice").newTab("chat")
+	dialogs := watchPage(t, tb)
+	tb.signIn(srv, "alice", browserPassword)
+	tb.do("set the canary", jsAction(`window.chatdCanary = 'intact'`))
+	return tb, dialogs, half
+}

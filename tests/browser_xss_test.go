@@ -62,16 +62,7 @@ func TestBrowserXSSCorpusIsInert(t *testing.T) {
 		}
 		mallory.must(201, "POST", "/api/rooms/lobby/messages", "raw: "+payload)
 	}
-	half := len(xssCorpus) / 2
-	for i := range half {
-		post(i) // in the history the page loads
-	}
-
-	c := startChrome(t)
-	tb := c.newProfile(t, "alice").newTab("chat")
-	dialogs := watchPage(t, tb)
-	tb.signIn(srv, "alice", browserPassword)
-	tb.do("set the canary", jsAction(`window.chatdCanary = 'intact'`))
+	tb, dialogs, half := openAfterHistory(t, srv, len(xssCorpus), post)
 	for i := half; i < len(xssCorpus); i++ {
 		post(i) // live, through the long poll
 	}
