@@ -145,7 +145,7 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 	}
 	if !s.recycle.addLane(l) {
 		conn.Close()
-		s.presence.PollEnded(pres)
+		s.presence.PollEnded(pres, false)
 		return true
 	}
 	s.recycle.watch.watch(l)
@@ -309,7 +309,7 @@ func (l *lane) answer() bool {
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)
-	l.s.presence.PollEnded(l.pres)
+	l.s.presence.PollEnded(l.pres, l.hungUp.Load())
 	if err != nil {
 		return l.write(l.s.pollResponse(laneRequest, res, err))
 	}

@@ -238,9 +238,10 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request,
 		s.hub.Cancel(pending, ctx.Err())
 		resp = <-answer
 	}
-	s.presence.PollEnded(pres)
-	if ctx.Err() != nil {
-		return // the client went away; nobody reads an answer
+	gone := ctx.Err() != nil // the client hung up
+	s.presence.PollEnded(pres, gone)
+	if gone {
+		return // nobody reads an answer
 	}
 	resp.copyTo(w)
 }

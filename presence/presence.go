@@ -1,8 +1,21 @@
 // Package presence tracks who is online. A user is online while any of
 // their clients polls: the first client that appears brings a `login`
-// event, the last one leaving (logout, disconnect, or no poll for longer
-// than the presence timeout) brings `logout`, and a user may mark
-// themselves away and back with `presence` events.
+// event, the last one leaving (logout, disconnect, no poll for longer
+// than the presence timeout, or no poll within Grace of a hang-up) brings
+// `logout`, and a user may mark themselves away and back with `presence`
+// events.
+//
+// A client on a short leash is gone unless it polls again within Grace of
+// its last poll's end. Two things put a client on it:
+//   - it hung up on its waiting poll: a browser whose last tabs closed
+//     together, so that each believed another remained and none sent the
+//     goodbye beacon, or that crashed;
+//   - its record was made by a poll that came within Grace after the
+//     client disconnected: a poll a closing tab sent just before its
+//     goodbye beacon, which may arrive after it.
+//
+// A tab that hands the poll to another tab, a page that reloads, and a
+// poller that retries all poll again well within Grace.
 package presence
 
 import (
@@ -27,6 +40,10 @@ const (
 	Offline = "offline"
 )
 
+// Grace is how long a client on a short leash has to poll again before it
+// is gone. It is capped at the presence timeout.
+const Grace = 2 * time.Second
+
 // Ender ends a client's pending poll (the comet hub).
 type Ender interface {
 	EndClient(client string, why error)
@@ -40,9 +57,10 @@ type Tracker struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	mu      sync.Mutex
-	users   map[int64]*userState
-	clients map[string]*Client
+	mu           sync.Mutex
+	users        map[int64]*userState
+	clients      map[string]*Client
+	disconnected map[string]time.Time // clients gone by disconnect or logout, within Grace
 }
 
 type userState struct {
@@ -65,8 +83,9 @@ type Client struct {
 	Pending   int
 	LastPoll  time.Time
 
-	us   *userState // its user's, which stays for the process's life
-	gone bool       // removed: a new poll of the key makes a new record
+	us    *userState // its user's, which stays for the process's life
+	gone  bool       // removed: a new poll of the key makes a new record
+	leash bool       // gone unless it polls again within Grace
 }
 
 // New returns a tracker. Users the database shows as online (the server
@@ -74,13 +93,14 @@ type Client struct {
 // before they are announced offline.
 func New(ctx context.Context, db *store.DB, log *events.Log, ender Ender, logger *slog.Logger, timeout time.Duration) (*Tracker, error) {
 	t := &Tracker{
-		db:      db,
-		events:  log,
-		ender:   ender,
-		log:     logger,
-		timeout: timeout,
-		users:   make(map[int64]*userState),
-		clients: make(map[string]*Client),
+		db:           db,
+		events:       log,
+		ender:        ender,
+		log:          logger,
+		timeout:      timeout,
+		users:        make(map[int64]*userState),
+		clients:      make(map[string]*Client),
+		disconnected: make(map[string]time.Time),
 	}
 	rows, err := db.Reader().QueryContext(ctx, "SELECT id, name, status FROM users WHERE status != 'offline'")
 	if err != nil {
@@ -131,16 +151,22 @@ func (us *userState) status() string {
 // PollStarted records that the client polls now, and returns its record
 // for PollAgain and PollEnded. The user's first client brings them online.
 func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r *http.Request) *Client {
+	now := time.Now()
 	t.mu.Lock()
 	c := t.clients[client]
 	if c == nil {
 		us := t.userLocked(u.ID, u.Name)
 		c = &Client{Key: client, UserID: u.ID, User: u.Name, us: us}
+		if at, ok := t.disconnected[client]; ok && now.Sub(at) <= t.grace() {
+			c.leash = true
+		}
 		t.clients[client] = c
 		us.clients++
+	} else {
+		c.leash = false
 	}
 	c.Pending++
-	c.LastPoll = time.Now()
+	c.LastPoll = now
 	c.UserAgent = r.UserAgent()
 	c.Addr = r.RemoteAddr
 	due := c.us.announced != c.us.status()
@@ -163,6 +189,7 @@ func (t *Tracker) PollAgain(ctx context.Context, c *Client) bool {
 	}
 	c.Pending++
 	c.LastPoll = time.Now()
+	c.leash = false
 	due := c.us.announced != c.us.status()
 	t.mu.Unlock()
 	if due {
@@ -172,15 +199,23 @@ func (t *Tracker) PollAgain(ctx context.Context, c *Client) bool {
 }
 
 // PollEnded records that one of the client's polls, started with the
-// record c, was answered.
-func (t *Tracker) PollEnded(c *Client) {
+// record c, was answered, or, when hungUp, that its client hung up on it:
+// unless another of its polls waits, that puts the client on the short
+// leash.
+func (t *Tracker) PollEnded(c *Client, hungUp bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !c.gone {
 		c.Pending = max(0, c.Pending-1)
 		c.LastPoll = time.Now()
+		if hungUp && c.Pending == 0 {
+			c.leash = true
+		}
 	}
 }
+
+// grace is Grace, capped at the presence timeout.
+func (t *Tracker) grace() time.Duration { return min(Grace, t.timeout) }
 
 // ClientGone removes the client (logout, disconnect) and ends its pending
 // poll. When it was the user's last client, they go offline.
@@ -190,6 +225,7 @@ func (t *Tracker) ClientGone(ctx context.Context, u auth.User, client string) {
 	}
 	t.mu.Lock()
 	due := t.removeLocked(client)
+	t.disconnected[client] = time.Now()
 	t.mu.Unlock()
 	if due {
 		t.announce(ctx, u.ID)
@@ -294,12 +330,22 @@ func (t *Tracker) announce(ctx context.Context, userID int64) error {
 }
 
 // Sweep drops clients that have not polled for longer than the presence
-// timeout and announces the users who went offline.
+// timeout, or for longer than Grace on the short leash, and announces the
+// users who went offline.
 func (t *Tracker) Sweep(ctx context.Context, now time.Time) {
 	var gone []int64
+	grace := t.grace()
 	t.mu.Lock()
+	for k, at := range t.disconnected {
+		if now.Sub(at) > grace {
+			delete(t.disconnected, k)
+		}
+	}
 	for k, c := range t.clients {
-		if c.Pending == 0 && now.Sub(c.LastPoll) > t.timeout {
+		if c.Pending > 0 {
+			continue
+		}
+		if idle := now.Sub(c.LastPoll); idle > t.timeout || c.leash && idle > grace {
 			uid := c.UserID
 			if t.removeLocked(k) {
 				gone = append(gone, uid)

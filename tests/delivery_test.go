@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -425,6 +427,108 @@ func TestPresenceTimeoutLogsOut(t *testing.T) {
 			t.Fatalf("alice, who kept polling, was logged out")
 		}
 	}
+}
+
+// TestHangUpOnWaitingPollLogsOut: a browser that goes away while its poll
+// waits (its last tabs closed together, so none sent the goodbye beacon)
+// is offline within seconds, not after the 60 s presence timeout. One that
+// polls on after a hang-up (a tab handing the poll to another) stays
+// online. Both on a kept-alive connection (the poll lane) and on one the
+// client asked to close (held by the HTTP server).
+func TestHangUpOnWaitingPollLogsOut(t *testing.T) {
+	for _, closeConn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("close=%v", closeConn), func(t *testing.T) {
+			srv := startServer(t)
+			alice := register(t, srv, "alice", "password1")
+			bob := register(t, srv, "bob", "password1")
+			cursor := alice.online()
+			bobCursor := bob.online()
+			alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+
+			bob.hangUpOnPoll(bobCursor, closeConn)
+			// Polling on for longer than the grace (2 s) and the sweep's
+			// tick (1 s) after the hang-up keeps bob online.
+			for until := time.Now().Add(4 * time.Second); time.Now().Before(until); {
+				bobCursor = bob.poll(bobCursor, time.Second).Cursor
+			}
+			a := alice.poll(cursor, 0)
+			cursor = a.Cursor
+			for _, e := range a.Events {
+				if isEvent("logout", "bob")(e) {
+					t.Fatal("bob, who polled again right after hanging up, was logged out")
+				}
+			}
+
+			bob.hangUpOnPoll(bobCursor, closeConn)
+			left := time.Now()
+			alice.waitFor(&cursor, 10*time.Second, isEvent("logout", "bob"))
+			t.Logf("logout %v after bob hung up for good", time.Since(left).Round(time.Millisecond))
+		})
+	}
+}
+
+// TestPollAfterDisconnectDoesNotStayOnline: a closing tab may send a poll
+// just before its goodbye beacon and have it arrive after. That poll brings
+// the user back, but unless the client polls on (a page that reloads) the
+// user is offline again within seconds, not after the presence timeout.
+func TestPollAfterDisconnectDoesNotStayOnline(t *testing.T) {
+	srv := startServer(t)
+	alice := register(t, srv, "alice", "password1")
+	bob := register(t, srv, "bob", "password1")
+	cursor := alice.online()
+	bobCursor := bob.online()
+	alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+
+	// A reload: goodbye, then the new page polls on.
+	bob.must(204, "POST", "/api/disconnect", nil)
+	alice.waitFor(&cursor, 5*time.Second, isEvent("logout", "bob"))
+	for until := time.Now().Add(4 * time.Second); time.Now().Before(until); {
+		bobCursor = bob.poll(bobCursor, time.Second).Cursor
+	}
+	saw := alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+	a := alice.poll(cursor, 0)
+	cursor = a.Cursor
+	for _, e := range append(saw, a.Events...) {
+		if isEvent("logout", "bob")(e) {
+			t.Fatal("bob, whose page polled on after its goodbye, was logged out")
+		}
+	}
+
+	// A straggler: goodbye, then one poll from the closing page, then
+	// nothing.
+	bob.must(204, "POST", "/api/disconnect", nil)
+	alice.waitFor(&cursor, 5*time.Second, isEvent("logout", "bob"))
+	bob.poll(bobCursor, 0)
+	alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+	left := time.Now()
+	alice.waitFor(&cursor, 10*time.Second, isEvent("logout", "bob"))
+	t.Logf("logout %v after the straggling poll", time.Since(left).Round(time.Millisecond))
+}
+
+// hangUpOnPoll starts a long poll from cursor, waits until it is pending
+// (nobody else may be polling) and closes the connection under it.
+func (c *client) hangUpOnPoll(cursor int64, closeConn bool) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/events?cursor=%d&timeout=50", c.srv.URL, cursor), nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Close = closeConn
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.http.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	waitPending(c.t, c.srv, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		c.t.Fatalf("the poll hung up on ended with %v", err)
+	}
+	waitPending(c.t, c.srv, 0)
 }
 
 func TestDisconnectEndsPendingPoll(t *testing.T) {

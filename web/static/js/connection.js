@@ -13,6 +13,9 @@
 // poller-worker.js, plus {type: 'mode', mode}. When the last tab of the
 // browser goes away it tells the server with a beacon to /api/disconnect,
 // so other users see it leave at once rather than after the presence timeout.
+// (Tabs closed together may each believe another remains and send none; the
+// server then notices the aborted poll and lets the browser go within
+// seconds.)
 
 import { Poller } from './poller.js';
 
