@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -79,7 +78,7 @@ const (
 type lane struct {
 	s      *Server
 	conn   net.Conn
-	src    io.Reader     // the connection, behind bytes the HTTP server had already read
+	src    net.Conn      // conn, or conn behind bytes read from it already
 	br     *bufio.Reader // nil while a poll waits with nothing buffered
 	remote string
 
@@ -136,13 +135,14 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 	if err != nil {
 		return false
 	}
-	l := &lane{s: s, conn: conn, src: conn, remote: r.RemoteAddr, pres: pres}
-	l.deliverFn = l.deliver
+	// The client may have sent more already: those bytes stay in front.
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		// The client already sent more: keep those bytes in front.
-		early, _ := brw.Reader.Peek(n)
-		l.src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+		early, _ = brw.Reader.Peek(n)
 	}
+	src := withEarly(conn, early)
+	l := &lane{s: s, conn: unbuffered(src), src: src, remote: r.RemoteAddr, pres: pres}
+	l.deliverFn = l.deliver
 	if !s.recycle.addLane(l) {
 		conn.Close()
 		s.presence.PollEnded(pres, false)
@@ -511,13 +511,11 @@ func badRequest() *bufferedResponse {
 // handBack gives the connection, with what the lane has read of the next
 // request, back to the HTTP server.
 func (l *lane) handBack() {
-	c := l.conn
+	var early []byte
 	if n := l.br.Buffered(); n > 0 {
-		early, _ := l.br.Peek(n)
-		c = &bufferedConn{Conn: l.conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), l.src)}
-	} else if l.src != l.conn {
-		c = &bufferedConn{Conn: l.conn, r: l.src}
+		early, _ = l.br.Peek(n)
 	}
+	c := withEarly(l.src, early)
 	l.release()
 	l.conn.SetReadDeadline(time.Time{})
 	l.conn.SetWriteDeadline(time.Time{})

@@ -498,3 +498,31 @@ func TestLaneClientClosesParkedPoll(t *testing.T) {
 		t.Fatalf("poll after the reconnect answered %+v", got)
 	}
 }
+
+// A connection that goes back to the HTTP server for a request that is not
+// a poll, and is taken over again by the next poll, is watched as before:
+// a browser posts on its poll connection all the time.
+func TestLaneClientClosesPollAfterHandBack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the watcher of waiting polls is Linux only")
+	}
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	for i := range 3 {
+		rc.send(fmt.Sprintf("GET /api/state HTTP/1.1\r\nHost: chat.test\r\nAuthorization: Bearer %s\r\n\r\n", e.token))
+		if resp, b := rc.read(); resp.StatusCode != 200 {
+			t.Fatalf("state %d on the poll connection: %d %s", i, resp.StatusCode, b)
+		}
+		rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", cursor), e.token))
+		cursor = rc.answer().Cursor
+	}
+	e.srv.recycle.mu.Lock()
+	for l := range e.srv.recycle.lanes {
+		if _, ok := l.conn.(*net.TCPConn); !ok {
+			t.Errorf("a lane serves a %T, not the TCP connection itself", l.conn)
+		}
+	}
+	e.srv.recycle.mu.Unlock()
+	hangUpOnWaitingPoll(t, e, rc, cursor, "parked, after three hand-backs,")
+}

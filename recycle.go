@@ -3,7 +3,6 @@ package chatd
 import (
 	"bytes"
 	"errors"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -125,14 +124,44 @@ func (l *recycler) giveBack(c net.Conn) {
 	}
 }
 
-// bufferedConn is a connection whose first bytes were already read into a
-// buffer (a client that sent its next request early).
+// bufferedConn is a connection some of whose bytes were read already (a
+// client that sent its next request early): Read returns them first.
 type bufferedConn struct {
 	net.Conn
-	r io.Reader
+	early []byte
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if len(c.early) == 0 {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.early)
+	c.early = c.early[n:]
+	return n, nil
+}
+
+// withEarly returns c with a copy of early in front of what is still to be
+// read from it. The wrappers never nest: a connection that goes back and
+// forth between the HTTP server and the poll lane stays one wrapper over
+// the accepted connection, which the hang-up watcher needs to reach.
+func withEarly(c net.Conn, early []byte) net.Conn {
+	var rest []byte
+	if bc, ok := c.(*bufferedConn); ok {
+		c, rest = bc.Conn, bc.early
+	}
+	if len(early)+len(rest) == 0 {
+		return c
+	}
+	return &bufferedConn{Conn: c, early: append(bytes.Clone(early), rest...)}
+}
+
+// unbuffered returns the connection under c.
+func unbuffered(c net.Conn) net.Conn {
+	if bc, ok := c.(*bufferedConn); ok {
+		return bc.Conn
+	}
+	return c
+}
 
 // bufferedResponse is an http.ResponseWriter that keeps the response, so
 // it can be written to a connection the lane serves.
