@@ -30,9 +30,12 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations brings a database from schema version i to i+1. A release
 // that changes the schema appends a step; steps are never edited.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // Config is the server's configuration. Zero fields take the defaults.
 type Config struct {
@@ -217,6 +220,9 @@ func (s *Server) background() {
 	// quarter of its length.
 	pruneT := time.NewTicker(max(time.Second, min(10*time.Minute, s.cfg.ReplayWindow/4)))
 	defer pruneT.Stop()
+	// Credential changes other processes make take effect within this.
+	authT := time.NewTicker(time.Second)
+	defer authT.Stop()
 	ctx := context.Background()
 	for {
 		select {
@@ -231,6 +237,16 @@ func (s *Server) background() {
 			// rather than keep it for the life of the process. A full
 			// collection of a chat server's live heap takes milliseconds.
 			debug.FreeOSMemory()
+		case <-authT.C:
+			changed, err := s.auth.ReadChanges(ctx)
+			if err != nil {
+				s.log.Error("following credential changes", "err", err)
+			}
+			// Their waiting polls end empty, and the next ones are
+			// checked against the database.
+			for _, uid := range changed {
+				s.hub.EndUser(uid, nil)
+			}
 		case <-pruneT.C:
 			if err := s.events.Prune(ctx); err != nil {
 				s.log.Error("pruning the event log", "err", err)

@@ -1,5 +1,6 @@
 -- chatd schema, version 1. Applied on first start; later versions append
--- migrations (see migrations.go) and never edit this file's statements.
+-- migrations (schema_v2.sql and on, listed in chatd.go) and never edit
+-- this file's statements.
 
 -- Accounts. name_key is the lower-cased name: names are unique
 -- case-insensitively but keep the spelling their owner chose.

@@ -8,10 +8,16 @@ import (
 
 // identityTTL is how long a resolved credential is trusted without asking
 // the database again. Changes made by this process (logout, bans, role
-// changes, revoked tokens) drop the affected entries at once; the TTL only
-// bounds how long a change made by another process (an operator command
-// on the same database file) takes to be seen.
-const identityTTL = 5 * time.Second
+// changes, revoked tokens) drop the affected entries at once; changes made
+// by another process (an operator command on the same database file) are
+// read from the auth_changes log (ReadChanges) within a second. The TTL
+// only bounds an entry's life should a change escape both.
+const identityTTL = 10 * time.Minute
+
+// trustFor is how long after the last successful read of the change log
+// the cache still answers: when the log cannot be read, every credential is
+// checked against the database again, as if nothing were cached.
+const trustFor = 5 * time.Second
 
 // maxCached bounds the cache's memory.
 const maxCached = 200_000
@@ -27,6 +33,8 @@ type identityCache struct {
 	gens  map[int64]uint64
 	total atomic.Uint64 // invalidations so far; written under mu
 	floor uint64        // lookups from before this epoch may not cache (gens was cleared)
+
+	checked atomic.Int64 // when the change log was last read (Unix ns)
 }
 
 // credential is what a request presents: a bearer token or a session
@@ -50,10 +58,16 @@ func (c *identityCache) get(key credential, now time.Time) (cachedIdentity, bool
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
-	if !ok || now.After(e.expires) {
+	if !ok || now.After(e.expires) || !c.trusted(now) {
 		return cachedIdentity{}, false
 	}
 	return e, true
+}
+
+// trusted reports whether the change log was read recently enough at now
+// for cached entries to be used.
+func (c *identityCache) trusted(now time.Time) bool {
+	return now.UnixNano()-c.checked.Load() < int64(trustFor)
 }
 
 // epoch returns a token to pass to put: the count of invalidations so far.

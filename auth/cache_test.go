@@ -7,6 +7,7 @@ import (
 
 func TestCacheRefusesLookupsOlderThanAnInvalidation(t *testing.T) {
 	c := newIdentityCache()
+	c.checked.Store(time.Now().UnixNano()) // the change log was just read
 	alice := cachedIdentity{id: Identity{User: User{ID: 1, Name: "alice"}}, expires: time.Now().Add(time.Minute)}
 	bob := cachedIdentity{id: Identity{User: User{ID: 2, Name: "bob"}}, expires: time.Now().Add(time.Minute)}
 
@@ -34,5 +35,10 @@ func TestCacheRefusesLookupsOlderThanAnInvalidation(t *testing.T) {
 	}
 	if _, ok := c.get(credential{cookie: true, value: "alice"}, time.Now().Add(2*time.Minute)); ok {
 		t.Fatal("an expired entry was returned")
+	}
+	// Without a recent read of the change log, nothing cached is used.
+	c.checked.Store(time.Now().Add(-trustFor).UnixNano())
+	if _, ok := c.get(credential{cookie: true, value: "alice"}, time.Now()); ok {
+		t.Fatal("an entry was used although the change log was not read for trustFor")
 	}
 }

@@ -82,6 +82,10 @@ type Service struct {
 
 	touchMu sync.Mutex
 	touched map[int64]time.Time // token id: when its use was last written
+
+	changesMu   sync.Mutex
+	changesRead int64 // the last auth_changes row read
+	changesKept int64 // rows read since the log was last pruned
 }
 
 // New opens the accounts feature on db, loading (or on first start,
@@ -97,7 +101,7 @@ func New(ctx context.Context, db *store.DB, log *slog.Logger, cfg Config, welcom
 	if err != nil {
 		return nil, err
 	}
-	return &Service{
+	s := &Service{
 		db:      db,
 		log:     log,
 		cfg:     cfg,
@@ -107,7 +111,12 @@ func New(ctx context.Context, db *store.DB, log *slog.Logger, cfg Config, welcom
 		welcome: welcome,
 		touched: make(map[int64]time.Time),
 		cache:   newIdentityCache(),
-	}, nil
+	}
+	if err := s.db.Reader().QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) FROM auth_changes").Scan(&s.changesRead); err != nil {
+		return nil, fmt.Errorf("auth: reading the change log: %w", err)
+	}
+	s.cache.checked.Store(time.Now().UnixNano())
+	return s, nil
 }
 
 // SetPresence connects the presence feature (wired after both exist).
@@ -145,7 +154,7 @@ func (s *Service) IdentifyMemo(r *http.Request, m *Memo) (Identity, error) {
 
 // Recall returns the identity m remembers when it is still good at now.
 func (s *Service) Recall(m *Memo, now time.Time) (Identity, bool) {
-	if !now.Before(m.expires) || m.epoch != s.cache.epoch() {
+	if !now.Before(m.expires) || m.epoch != s.cache.epoch() || !s.cache.trusted(now) {
 		return Identity{}, false
 	}
 	return m.id, true

@@ -408,14 +408,19 @@ func (h *Hub) EndClient(client string, why error) {
 	h.run(ready)
 }
 
-// EndUser ends every pending poll of the user with why. A revoked poll
-// first delivers the events already waiting in its queue (a ban is
+// EndUser ends every pending poll of the user: with an empty answer when
+// why is nil (the client polls again at once), or else with why. A revoked
+// poll first delivers the events already waiting in its queue (a ban is
 // announced before the polls end); the next poll gets the error.
 func (h *Hub) EndUser(user int64, why error) {
 	h.mu.Lock()
 	var ready []answer
 	for _, p := range h.clients {
 		if p.user != user {
+			continue
+		}
+		if why == nil {
+			ready = h.finishLocked(ready, p, Result{Cursor: p.reply}, nil)
 			continue
 		}
 		if errors.Is(why, ErrRevoked) && p.cursor >= p.q.since {
