@@ -99,7 +99,7 @@ func truncate(s string) string {
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	id, _ := auth.FromContext(r.Context())
-	req, pres, err := s.pollRequest(r, id, nil)
+	req, pres, err := s.pollRequest(r, id, nil, time.Now())
 	if err != nil {
 		return err
 	}
@@ -110,8 +110,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 // pollRequest reads a poll's parameters, checks its cursor and records the
 // client's poll with presence, returning the client's presence record.
 // again, when not nil, is the record of the same client's last poll on the
-// same connection with the same headers.
-func (s *Server) pollRequest(r *http.Request, id auth.Identity, again *presence.Client) (comet.Request, *presence.Client, error) {
+// same connection with the same headers. now is when the poll came.
+func (s *Server) pollRequest(r *http.Request, id auth.Identity, again *presence.Client, now time.Time) (comet.Request, *presence.Client, error) {
 	p, err := parsePollQuery(r.URL.RawQuery)
 	if err != nil {
 		return comet.Request{}, nil, err
@@ -122,7 +122,7 @@ func (s *Server) pollRequest(r *http.Request, id auth.Identity, again *presence.
 	} else if err := s.events.Check(ctx, p.Cursor); err != nil {
 		return comet.Request{}, nil, err
 	}
-	if again == nil || !s.presence.PollAgain(ctx, again) {
+	if again == nil || !s.presence.PollAgain(ctx, again, now) {
 		again = s.presence.PollStarted(ctx, id.User, id.Client, r)
 	}
 	return comet.Request{User: id.User.ID, Client: id.Client, Cursor: p.Cursor, Timeout: p.Timeout}, again, nil

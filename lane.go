@@ -100,6 +100,11 @@ type lane struct {
 	watched bool // registered with the watcher
 
 	rdl, wdl time.Time // the connection's read and write deadlines
+	// now is the time of the lane's last step: when the request being
+	// served came, or when the answer being written was ready. (One
+	// clock reading serves the step's deadlines, presence, the memo
+	// and the Date header.)
+	now time.Time
 
 	state     atomic.Int32 // lane state
 	pstate    atomic.Int32 // poll state
@@ -142,11 +147,11 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 		early, _ = brw.Reader.Peek(n)
 	}
 	src := withEarly(conn, early)
-	l := &lane{s: s, conn: unbuffered(src), src: src, remote: r.RemoteAddr, pres: pres}
+	l := &lane{s: s, conn: unbuffered(src), src: src, remote: r.RemoteAddr, pres: pres, now: time.Now()}
 	l.deliverFn = l.deliver
 	if !s.recycle.addLane(l) {
 		conn.Close()
-		s.presence.PollEnded(pres, false)
+		s.presence.PollEnded(pres, false, time.Now())
 		return true
 	}
 	s.recycle.watch.watch(l)
@@ -189,7 +194,7 @@ func (l *lane) serve() {
 func (l *lane) startPoll(r *http.Request) (comet.Request, error) {
 	id, ok := auth.Identity{}, false
 	if r == l.req {
-		id, ok = l.s.auth.Recall(&l.memo, time.Now())
+		id, ok = l.s.auth.Recall(&l.memo, l.now)
 	}
 	var again *presence.Client
 	if ok {
@@ -200,7 +205,7 @@ func (l *lane) startPoll(r *http.Request) (comet.Request, error) {
 			return comet.Request{}, err
 		}
 	}
-	req, pres, err := l.s.pollRequest(r, id, again)
+	req, pres, err := l.s.pollRequest(r, id, again, l.now)
 	if err != nil {
 		return comet.Request{}, err
 	}
@@ -234,7 +239,7 @@ func (l *lane) poll(req comet.Request) bool {
 		}
 		l.forgetLast() // nor the request's header values
 	}
-	l.started = time.Now()
+	l.started = l.now
 	l.pstate.Store(pollStarting)
 	l.state.Store(laneWaiting)
 	p := l.s.hub.Start(context.Background(), req, l.deliverFn)
@@ -310,19 +315,20 @@ func (l *lane) answer() bool {
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
 	l.state.Store(laneBusy)
-	l.s.presence.PollEnded(l.pres, l.hungUp.Load())
+	l.now = time.Now()
+	l.s.presence.PollEnded(l.pres, l.hungUp.Load(), l.now)
 	if err != nil {
 		return l.write(l.s.pollResponse(laneRequest, res, err))
 	}
 	bp := outPool.Get().(*[]byte)
 	defer outPool.Put(bp)
-	*bp = appendAnswer((*bp)[:0], res, l.closing || l.s.recycle.draining.Load())
+	*bp = appendAnswer((*bp)[:0], res, l.closing || l.s.recycle.draining.Load(), l.now)
 	return l.send(*bp)
 }
 
 // appendAnswer appends a poll's 200 answer, headers as api.WriteRaw
 // writes them and the body as encodePoll does.
-func appendAnswer(b []byte, res comet.Result, closing bool) []byte {
+func appendAnswer(b []byte, res comet.Result, closing bool, now time.Time) []byte {
 	var digits [20]byte
 	cursor := strconv.AppendInt(digits[:0], res.Cursor, 10)
 	n := len(`{"cursor":,"events":[]}`) + len(cursor) + 1 // and the newline
@@ -335,7 +341,7 @@ func appendAnswer(b []byte, res comet.Result, closing bool) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, "\r\nContent-Type: application/json; charset=utf-8\r\nDate: "...)
-	b = appendDate(b)
+	b = appendDate(b, now)
 	if closing {
 		b = append(b, "\r\nConnection: close"...)
 	}
@@ -354,8 +360,7 @@ var lastDate atomic.Pointer[dateStamp]
 
 // appendDate appends the current time as an HTTP Date, formatted once a
 // second.
-func appendDate(b []byte) []byte {
-	now := time.Now()
+func appendDate(b []byte, now time.Time) []byte {
 	d := lastDate.Load()
 	if d == nil || d.sec != now.Unix() {
 		d = &dateStamp{sec: now.Unix(), b: now.UTC().AppendFormat(nil, http.TimeFormat)}
@@ -376,8 +381,8 @@ func (l *lane) write(resp *bufferedResponse) bool {
 // send writes one whole response and closes the connection when the
 // response said so or the write failed.
 func (l *lane) send(b []byte) bool {
-	if now := time.Now(); l.wdl.Sub(now) < laneWriteTimeout/2 {
-		l.wdl = now.Add(laneWriteTimeout)
+	if l.wdl.Sub(l.now) < laneWriteTimeout/2 {
+		l.wdl = l.now.Add(laneWriteTimeout)
 		l.conn.SetWriteDeadline(l.wdl)
 	}
 	_, err := l.conn.Write(b)
@@ -414,13 +419,14 @@ func (l *lane) next() (*http.Request, error) {
 	}
 	// Deadlines cost a timer update each: they are renewed only when half
 	// their time is gone.
-	if now := time.Now(); l.rdl.Sub(now) < IdleTimeout/2 {
-		l.rdl = now.Add(IdleTimeout)
+	if l.rdl.Sub(l.now) < IdleTimeout/2 {
+		l.rdl = l.now.Add(IdleTimeout)
 		l.conn.SetReadDeadline(l.rdl)
 	}
 	if _, err := l.br.Peek(1); err != nil {
 		return nil, err
 	}
+	l.now = time.Now() // when the request came
 	var head []byte
 	for slow := false; ; {
 		buf, _ := l.br.Peek(l.br.Buffered())

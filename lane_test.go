@@ -436,7 +436,7 @@ func FuzzParseHead(f *testing.F) {
 func TestAppendAnswer(t *testing.T) {
 	for _, res := range []comet.Result{pollResult(9), pollResult(3, `{"id":2}`, `{"id":3,"text":"é"}`)} {
 		for _, closing := range []bool{false, true} {
-			raw := appendAnswer(nil, res, closing)
+			raw := appendAnswer(nil, res, closing, time.Now())
 			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
 			if err != nil {
 				t.Fatalf("%q: %v", raw, err)

@@ -268,7 +268,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, req comet.Request,
 		resp = <-answer
 	}
 	gone := ctx.Err() != nil // the client hung up
-	s.presence.PollEnded(pres, gone)
+	s.presence.PollEnded(pres, gone, time.Now())
 	if gone {
 		return // nobody reads an answer
 	}

@@ -179,16 +179,16 @@ func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r
 
 // PollAgain is PollStarted for a poll that comes, with the same headers, on
 // the connection of c's last poll (the poll lane's next poll): it records
-// the poll and returns true, or returns false, recording nothing, when c
+// the poll, made at now, and returns true, or returns false, recording nothing, when c
 // has been removed since.
-func (t *Tracker) PollAgain(ctx context.Context, c *Client) bool {
+func (t *Tracker) PollAgain(ctx context.Context, c *Client, now time.Time) bool {
 	t.mu.Lock()
 	if c.gone {
 		t.mu.Unlock()
 		return false
 	}
 	c.Pending++
-	c.LastPoll = time.Now()
+	c.LastPoll = now
 	c.leash = false
 	due := c.us.announced != c.us.status()
 	t.mu.Unlock()
@@ -199,15 +199,15 @@ func (t *Tracker) PollAgain(ctx context.Context, c *Client) bool {
 }
 
 // PollEnded records that one of the client's polls, started with the
-// record c, was answered, or, when hungUp, that its client hung up on it:
+// record c, was answered at now, or, when hungUp, that its client hung up on it:
 // unless another of its polls waits, that puts the client on the short
 // leash.
-func (t *Tracker) PollEnded(c *Client, hungUp bool) {
+func (t *Tracker) PollEnded(c *Client, hungUp bool, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !c.gone {
 		c.Pending = max(0, c.Pending-1)
-		c.LastPoll = time.Now()
+		c.LastPoll = now
 		if hungUp && c.Pending == 0 {
 			c.leash = true
 		}
