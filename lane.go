@@ -95,7 +95,6 @@ type lane struct {
 	pending atomic.Pointer[comet.Pending] // the waiting poll, if any
 	hungUp  atomic.Bool                   // the client hung up
 	raw     syscall.RawConn
-	rd      waitReader // reads raw
 	watchID uint64
 	watched bool // registered with the watcher
 
@@ -411,7 +410,7 @@ var errHandBack = errors.New("chatd: not a poll")
 func (l *lane) next() (*http.Request, error) {
 	if l.br == nil {
 		l.br = readerPool.Get().(*bufio.Reader)
-		l.br.Reset(l.reader())
+		l.br.Reset(l.src)
 	}
 	l.state.Store(laneReading)
 	if l.s.recycle.draining.Load() {
