@@ -438,26 +438,13 @@ func TestPresenceTimeoutLogsOut(t *testing.T) {
 func TestHangUpOnWaitingPollLogsOut(t *testing.T) {
 	for _, closeConn := range []bool{false, true} {
 		t.Run(fmt.Sprintf("close=%v", closeConn), func(t *testing.T) {
-			srv := startServer(t)
-			alice := register(t, srv, "alice", "password1")
-			bob := register(t, srv, "bob", "password1")
-			cursor := alice.online()
-			bobCursor := bob.online()
-			alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+			alice, bob, cursor, bobCursor := aliceSeesBob(t)
 
 			bob.hangUpOnPoll(bobCursor, closeConn)
-			// Polling on for longer than the grace (2 s) and the sweep's
-			// tick (1 s) after the hang-up keeps bob online.
-			for until := time.Now().Add(4 * time.Second); time.Now().Before(until); {
-				bobCursor = bob.poll(bobCursor, time.Second).Cursor
-			}
+			bobCursor = bob.pollFor(bobCursor, 4*time.Second)
 			a := alice.poll(cursor, 0)
 			cursor = a.Cursor
-			for _, e := range a.Events {
-				if isEvent("logout", "bob")(e) {
-					t.Fatal("bob, who polled again right after hanging up, was logged out")
-				}
-			}
+			noLogout(t, a.Events, "bob", "who polled again right after hanging up")
 
 			bob.hangUpOnPoll(bobCursor, closeConn)
 			left := time.Now()
@@ -472,27 +459,16 @@ func TestHangUpOnWaitingPollLogsOut(t *testing.T) {
 // the user back, but unless the client polls on (a page that reloads) the
 // user is offline again within seconds, not after the presence timeout.
 func TestPollAfterDisconnectDoesNotStayOnline(t *testing.T) {
-	srv := startServer(t)
-	alice := register(t, srv, "alice", "password1")
-	bob := register(t, srv, "bob", "password1")
-	cursor := alice.online()
-	bobCursor := bob.online()
-	alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+	alice, bob, cursor, bobCursor := aliceSeesBob(t)
 
 	// A reload: goodbye, then the new page polls on.
 	bob.must(204, "POST", "/api/disconnect", nil)
 	alice.waitFor(&cursor, 5*time.Second, isEvent("logout", "bob"))
-	for until := time.Now().Add(4 * time.Second); time.Now().Before(until); {
-		bobCursor = bob.poll(bobCursor, time.Second).Cursor
-	}
+	bobCursor = bob.pollFor(bobCursor, 4*time.Second)
 	saw := alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
 	a := alice.poll(cursor, 0)
 	cursor = a.Cursor
-	for _, e := range append(saw, a.Events...) {
-		if isEvent("logout", "bob")(e) {
-			t.Fatal("bob, whose page polled on after its goodbye, was logged out")
-		}
-	}
+	noLogout(t, append(saw, a.Events...), "bob", "whose page polled on after its goodbye")
 
 	// A straggler: goodbye, then one poll from the closing page, then
 	// nothing.
@@ -503,6 +479,40 @@ func TestPollAfterDisconnectDoesNotStayOnline(t *testing.T) {
 	left := time.Now()
 	alice.waitFor(&cursor, 10*time.Second, isEvent("logout", "bob"))
 	t.Logf("logout %v after the straggling poll", time.Since(left).Round(time.Millisecond))
+}
+
+// aliceSeesBob starts a server on which alice, online, has seen bob come
+// online, and returns their clients and cursors.
+func aliceSeesBob(t *testing.T) (alice, bob *client, cursor, bobCursor int64) {
+	t.Helper()
+	srv := startServer(t)
+	alice = register(t, srv, "alice", "password1")
+	bob = register(t, srv, "bob", "password1")
+	cursor = alice.online()
+	bobCursor = bob.online()
+	alice.waitFor(&cursor, 5*time.Second, isEvent("login", "bob"))
+	return alice, bob, cursor, bobCursor
+}
+
+// pollFor keeps polling from cursor, a second at a time, for d, and returns
+// the cursor reached. Polling for 4 s outlasts presence's grace after a
+// hang-up or a goodbye (2 s) and its sweep's tick (1 s).
+func (c *client) pollFor(cursor int64, d time.Duration) int64 {
+	c.t.Helper()
+	for until := time.Now().Add(d); time.Now().Before(until); {
+		cursor = c.poll(cursor, time.Second).Cursor
+	}
+	return cursor
+}
+
+// noLogout fails the test when evs announce that who logged out.
+func noLogout(t *testing.T, evs []event, who, why string) {
+	t.Helper()
+	for _, e := range evs {
+		if isEvent("logout", who)(e) {
+			t.Fatalf("%s, %s, was logged out", who, why)
+		}
+	}
 }
 
 // hangUpOnPoll starts a long poll from cursor, waits until it is pending
