@@ -179,8 +179,8 @@ func (t *Tracker) PollStarted(ctx context.Context, u auth.User, client string, r
 
 // PollAgain is PollStarted for a poll that comes, with the same headers, on
 // the connection of c's last poll (the poll lane's next poll): it records
-// the poll, made at now, and returns true, or returns false, recording nothing, when c
-// has been removed since.
+// the poll, made at now, and returns true, or returns false, recording
+// nothing, when c has been removed since.
 func (t *Tracker) PollAgain(ctx context.Context, c *Client, now time.Time) bool {
 	t.mu.Lock()
 	if c.gone {
@@ -199,9 +199,9 @@ func (t *Tracker) PollAgain(ctx context.Context, c *Client, now time.Time) bool 
 }
 
 // PollEnded records that one of the client's polls, started with the
-// record c, was answered at now, or, when hungUp, that its client hung up on it:
-// unless another of its polls waits, that puts the client on the short
-// leash.
+// record c, was answered at now, or, when hungUp, that its client hung up
+// on it: unless another of its polls waits, that puts the client on the
+// short leash.
 func (t *Tracker) PollEnded(c *Client, hungUp bool, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
