@@ -352,16 +352,23 @@ func TestLaneRepeatedPollsFollowLogout(t *testing.T) {
 // A busy connection's goroutine waits for its poll's answer; a client that
 // closes that connection has the poll ended at once all the same.
 func TestLaneClientClosesHeldPoll(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the watcher of waiting polls is Linux only")
-	}
-	e, addr := laneEnv(t)
-	rc := dialRaw(t, addr)
+	e, addr, rc := watchedLane(t)
 	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=50", cursor), e.token))
 	untilPending(t, e.srv, 1)
 	e.post(t, addr, "makes the connection busy")
 	hangUpOnWaitingPoll(t, e, rc, rc.answer().Cursor, "held")
+}
+
+// watchedLane is laneEnv with one client connection, for the tests of the
+// hang-up watcher (Linux only: elsewhere they are skipped).
+func watchedLane(t *testing.T) (*fuzzEnv, string, *rawConn) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("the hang-up watcher is Linux only")
+	}
+	e, addr := laneEnv(t)
+	return e, addr, dialRaw(t, addr)
 }
 
 // hangUpOnWaitingPoll sends a poll that waits (up to 50 s), closes its
@@ -478,11 +485,7 @@ func TestLaneParkedPoll(t *testing.T) {
 // A client that closes the connection of its parked poll is noticed at
 // once: its poll ends (no longer pending) well before its timeout.
 func TestLaneClientClosesParkedPoll(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the watcher of parked polls is Linux only")
-	}
-	e, addr := laneEnv(t)
-	rc := dialRaw(t, addr)
+	e, addr, rc := watchedLane(t)
 	rc.send(pollReq("wait=0", e.token))
 	cursor := rc.answer().Cursor
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=1.2", cursor), e.token))
@@ -503,11 +506,7 @@ func TestLaneClientClosesParkedPoll(t *testing.T) {
 // a poll, and is taken over again by the next poll, is watched as before:
 // a browser posts on its poll connection all the time.
 func TestLaneClientClosesPollAfterHandBack(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the watcher of waiting polls is Linux only")
-	}
-	e, addr := laneEnv(t)
-	rc := dialRaw(t, addr)
+	e, _, rc := watchedLane(t)
 	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
 	for i := range 3 {
 		rc.send(fmt.Sprintf("GET /api/state HTTP/1.1\r\nHost: chat.test\r\nAuthorization: Bearer %s\r\n\r\n", e.token))
