@@ -53,7 +53,7 @@ type recycler struct {
 	mu        sync.Mutex
 	fresh     map[net.Conn]bool // given back, and no request read on them since
 	lanes     map[*lane]struct{}
-	watch     *watcher // notices clients leaving parked polls
+	watch     *watcher // notices clients leaving waiting polls
 	accepted  chan accepted
 	done      chan struct{}
 	closeOnce sync.Once
