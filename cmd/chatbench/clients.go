@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -160,36 +159,6 @@ func (l *listener) deliver(b []byte, now int64, ph *phase) {
 		ph.stats.steps[w].byRecv.Add(1)
 	}
 	ph.stats.delivered.Add(1)
-}
-
-// run polls until the phase stops. Each reply is handed to the system,
-// which finds the payloads and advances the cursor.
-func (l *listener) run(ph *phase) {
-	sys := ph.sys
-	timeout := ph.pollTimeout + 15*time.Second
-	pollTimeout := ph.pollTimeout
-	if l.firstTimeout > 0 {
-		pollTimeout = l.firstTimeout
-	}
-	for !ph.stopping.Load() {
-		l.req = sys.appendPoll(l.req[:0], l, pollTimeout)
-		pollTimeout = ph.pollTimeout
-		ph.stats.pending.Add(1)
-		r, err := l.conn.roundTrip(l.req, timeout)
-		ph.stats.pending.Add(-1)
-		if err != nil {
-			if errors.Is(err, errClosed) || ph.stopping.Load() {
-				return
-			}
-			ph.stats.pollError(err)
-			pause(ph.ctx, 200*time.Millisecond)
-			continue
-		}
-		ph.stats.polls.Add(1)
-		if wait := sys.onPoll(l, r, mono(), ph); wait > 0 {
-			pause(ph.ctx, wait)
-		}
-	}
 }
 
 // pause sleeps for d or until ctx is done.

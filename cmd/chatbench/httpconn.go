@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -34,21 +33,10 @@ type httpConn struct {
 	nc     net.Conn
 	closed atomic.Bool
 
-	br       *bufio.Reader
+	in       inbuf
 	reply    reply
 	dials    int
 	deadline time.Time // of nc; renewed only when it gets close
-}
-
-// reply is the part of an HTTP response chatbench uses. Its slices are
-// valid until the next round trip on the same connection.
-type reply struct {
-	status       int
-	body         []byte
-	lastModified []byte
-	etag         []byte
-	retryAfter   time.Duration
-	close        bool
 }
 
 // sourceIP returns the loopback source address for connection i. Spreading
@@ -94,11 +82,7 @@ func (c *httpConn) dial() error {
 	c.nc = nc
 	c.deadline = time.Time{}
 	c.dials++
-	if c.br == nil {
-		c.br = bufio.NewReaderSize(nc, 4096)
-	} else {
-		c.br.Reset(nc)
-	}
+	c.in.start, c.in.end = 0, 0
 	return nil
 }
 
@@ -181,7 +165,7 @@ func (c *httpConn) try(req []byte, timeout time.Duration) (*reply, error) {
 		c.drop()
 		return nil, staleError{c.wrap(err)}
 	}
-	if err := c.readReply(); err != nil {
+	if err := c.readReply(nc); err != nil {
 		c.drop()
 		return nil, c.wrap(err)
 	}
@@ -199,182 +183,70 @@ func (c *httpConn) wrap(err error) error {
 	return fmt.Errorf("http %s: %w", c.addr, err)
 }
 
-var (
-	hdrContentLength    = []byte("content-length")
-	hdrTransferEncoding = []byte("transfer-encoding")
-	hdrConnection       = []byte("connection")
-	hdrLastModified     = []byte("last-modified")
-	hdrEtag             = []byte("etag")
-	hdrRetryAfter       = []byte("retry-after")
-)
-
 // readReply reads one response into c.reply.
-func (c *httpConn) readReply() error {
-	r := &c.reply
-	r.status, r.retryAfter, r.close = 0, 0, false
-	r.body = r.body[:0]
-	r.lastModified = r.lastModified[:0]
-	r.etag = r.etag[:0]
-
-	line, err := c.br.ReadSlice('\n')
-	if err != nil {
-		err = fmt.Errorf("read status line: %w", err)
-		if len(line) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-			return staleError{err}
-		}
-		return err
-	}
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return fmt.Errorf("malformed status line %q", line)
-	}
-	st, err := strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return fmt.Errorf("malformed status line %q", line)
-	}
-	r.status = st
-	if line[7] == '0' {
-		r.close = true // HTTP/1.0 closes unless told otherwise
-	}
-
-	length, chunked := int64(-1), false
-	for {
-		line, err = c.br.ReadSlice('\n')
+func (c *httpConn) readReply(nc net.Conn) error {
+	for eof := false; ; {
+		n, err := parseReply(c.in.unread(), eof, &c.reply)
 		if err != nil {
-			return fmt.Errorf("read header: %w", err)
+			if errors.Is(err, errNoStatus) {
+				return staleError{err}
+			}
+			return err
 		}
-		line = trimEOL(line)
-		if len(line) == 0 {
-			break
+		if n > 0 {
+			c.in.consume(n)
+			return nil
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return fmt.Errorf("malformed header %q", line)
-		}
-		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
+		m, err := nc.Read(c.in.space())
+		c.in.end += m
 		switch {
-		case asciiEqualFold(name, hdrContentLength):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
-				return fmt.Errorf("bad Content-Length %q", value)
-			}
-			length = n
-		case asciiEqualFold(name, hdrTransferEncoding):
-			chunked = bytes.EqualFold(value, []byte("chunked"))
-		case asciiEqualFold(name, hdrConnection):
-			if bytes.EqualFold(value, []byte("close")) {
-				r.close = true
-			} else if bytes.EqualFold(value, []byte("keep-alive")) {
-				r.close = false
-			}
-		case asciiEqualFold(name, hdrLastModified):
-			r.lastModified = append(r.lastModified, value...)
-		case asciiEqualFold(name, hdrEtag):
-			r.etag = append(r.etag, value...)
-		case asciiEqualFold(name, hdrRetryAfter):
-			if s, err := strconv.Atoi(string(value)); err == nil {
-				r.retryAfter = time.Duration(s) * time.Second
-			}
-		}
-	}
-
-	switch {
-	case r.status == 204 || r.status == 304 || r.status/100 == 1:
-		return nil
-	case chunked:
-		return c.readChunked()
-	case length >= 0:
-		r.body = grow(r.body, int(length))
-		_, err := io.ReadFull(c.br, r.body)
-		if err != nil {
-			return fmt.Errorf("read body: %w", err)
-		}
-		return nil
-	default:
-		// No length: the body runs to the end of the connection.
-		r.close = true
-		b, err := io.ReadAll(c.br)
-		r.body = append(r.body, b...)
-		if err != nil {
-			return fmt.Errorf("read body: %w", err)
-		}
-		return nil
-	}
-}
-
-// readChunked reads a chunked body into c.reply.body.
-func (c *httpConn) readChunked() error {
-	r := &c.reply
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			return fmt.Errorf("read chunk size: %w", err)
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if i := bytes.IndexByte(line, ';'); i >= 0 {
-			line = line[:i]
-		}
-		n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("bad chunk size %q", line)
-		}
-		if n == 0 {
-			for { // trailers, then the blank line
-				line, err = c.br.ReadSlice('\n')
-				if err != nil {
-					return fmt.Errorf("read trailer: %w", err)
-				}
-				if len(bytes.TrimRight(line, "\r\n")) == 0 {
-					return nil
-				}
-			}
-		}
-		old := len(r.body)
-		r.body = grow(r.body, old+int(n))
-		if _, err := io.ReadFull(c.br, r.body[old:]); err != nil {
-			return fmt.Errorf("read chunk: %w", err)
-		}
-		if _, err := c.br.Discard(2); err != nil {
-			return fmt.Errorf("read chunk end: %w", err)
+		case err == io.EOF:
+			eof = true
+		case err != nil && len(c.in.unread()) == 0 && errors.Is(err, syscall.ECONNRESET):
+			return staleError{fmt.Errorf("read reply: %w", err)}
+		case err != nil:
+			return fmt.Errorf("read reply: %w", err)
 		}
 	}
 }
 
-// trimEOL drops a trailing LF or CRLF.
-func trimEOL(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '\n' {
-		b = b[:n-1]
-		if n > 1 && b[n-2] == '\r' {
-			b = b[:n-2]
-		}
-	}
-	return b
+// inbuf holds the bytes read from a connection; in.b[start:end] are not
+// parsed yet.
+type inbuf struct {
+	b          []byte
+	start, end int
 }
 
-// grow returns b resized to n bytes, keeping its contents.
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:n]
+// readSize is the least room a read is given.
+const readSize = 4096
+
+// unread returns the bytes not parsed yet.
+func (in *inbuf) unread() []byte { return in.b[in.start:in.end] }
+
+// consume marks n bytes parsed.
+func (in *inbuf) consume(n int) {
+	in.start += n
+	if in.start == in.end {
+		in.start, in.end = 0, 0
 	}
-	nb := make([]byte, n, n+n/2+512)
-	copy(nb, b)
-	return nb
 }
 
-// asciiEqualFold reports whether a equals the lower-case ASCII word lower,
-// ignoring case.
-func asciiEqualFold(a, lower []byte) bool {
-	if len(a) != len(lower) {
-		return false
-	}
-	for i, ch := range a {
-		if 'A' <= ch && ch <= 'Z' {
-			ch += 'a' - 'A'
+// space returns room for the next read at the end of the buffer, moving
+// the unparsed bytes to the front or growing it first when needed. It
+// invalidates what parseReply returned pointing into the buffer.
+func (in *inbuf) space() []byte {
+	if len(in.b)-in.end < readSize {
+		n := in.end - in.start
+		if in.start > 0 && len(in.b)-n >= readSize {
+			copy(in.b, in.b[in.start:in.end])
+		} else {
+			nb := make([]byte, max(2*len(in.b), n+readSize))
+			copy(nb, in.b[in.start:in.end])
+			in.b = nb
 		}
-		if ch != lower[i] {
-			return false
-		}
+		in.start, in.end = 0, n
 	}
-	return true
+	return in.b[in.end:]
 }
 
 // appendRequest appends a complete HTTP/1.1 request to b. headers holds

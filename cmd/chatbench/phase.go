@@ -186,17 +186,6 @@ func (ph *phase) online(concurrency int, log *slog.Logger) error {
 	return nil
 }
 
-// startListeners starts every listener's poll loop.
-func (ph *phase) startListeners() {
-	for _, l := range ph.fleet.listeners {
-		ph.listenWG.Add(1)
-		go func() {
-			defer ph.listenWG.Done()
-			l.run(ph)
-		}()
-	}
-}
-
 // settle waits until the server holds n long-polls and no reply has
 // arrived for half a second: new chatd clients first receive each other's
 // login events, and a measurement must not start in that burst. If the

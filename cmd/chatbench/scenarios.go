@@ -190,7 +190,10 @@ func startFleetWith(ctx context.Context, cfg *config, sys system, scenario strin
 		ph.stop()
 		return nil, err
 	}
-	ph.startListeners()
+	if err := ph.startListeners(); err != nil {
+		ph.stop()
+		return nil, err
+	}
 	if err := ph.settle(len(f.listeners), cfg.settleTimeout); err != nil {
 		ph.stop()
 		return nil, err
@@ -531,7 +534,11 @@ func runStorm(ctx context.Context, cfg *config, sys system, res *result, log *sl
 	}
 	w := openWindow(sys.procs())
 	t0 := mono()
-	ph.startListeners()
+	if err := ph.startListeners(); err != nil {
+		w.close()
+		ph.stop()
+		return err
+	}
 	caught := ph.drain(cfg.stormTimeout)
 	win, werr := w.close()
 	ph.stop()
