@@ -105,6 +105,18 @@ func (s *countingSystem) onPoll(l *listener, r *reply, now int64, ph *phase) tim
 	return 0
 }
 
+// each reports whether every listener has seen n replies.
+func (s *countingSystem) each(ls []*listener, n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range ls {
+		if len(s.seen[l]) < n {
+			return false
+		}
+	}
+	return true
+}
+
 // TestEventLoopKeepsPollingAcrossClosedConnections runs listeners on the
 // event loops against a server that drops every third connection after a
 // reply, as a server closing idle connections does, and answers some polls
@@ -169,7 +181,7 @@ func TestEventLoopKeepsPollingAcrossClosedConnections(t *testing.T) {
 	}
 	const want = 30
 	deadline := time.Now().Add(20 * time.Second)
-	for ph.stats.polls.Load() < want*int64(len(f.listeners)) && time.Now().Before(deadline) {
+	for !sys.each(f.listeners, want) && time.Now().Before(deadline) {
 		pause(ctx, 5*time.Millisecond)
 	}
 	ph.stopping.Store(true)
@@ -234,7 +246,7 @@ func TestEventLoopReadsReplyInPieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for ph.stats.polls.Load() < 20 && time.Now().Before(deadline) {
+	for !sys.each(ph.fleet.listeners, 20) && time.Now().Before(deadline) {
 		pause(ctx, 5*time.Millisecond)
 	}
 	ph.stopping.Store(true)
