@@ -264,7 +264,6 @@ func (h *Hub) Start(ctx context.Context, r Request, deliver func(Result, error))
 	if old := h.clients[r.Client]; old != nil {
 		ready = h.finishLocked(ready, old, Result{}, ErrSuperseded)
 	}
-	h.clients[r.Client] = p
 	q := h.queues[r.User]
 	if q == nil {
 		q = &queue{since: h.last}
@@ -272,6 +271,17 @@ func (h *Hub) Start(ctx context.Context, r Request, deliver func(Result, error))
 	}
 	q.polls++
 	p.q = q
+	if p.cursor >= q.since {
+		// The queue answers: at once, or when an event comes. (A poll
+		// answered at once is never listed as its client's pending poll.)
+		ready = h.answerOrWaitLocked(ready, p, r.Timeout)
+		h.mu.Unlock()
+		h.run(ready)
+		return p
+	}
+	// The cursor is older than the queue: the log answers, read without
+	// the lock, and a newer poll of the client may take over meanwhile.
+	h.clients[r.Client] = p
 	h.mu.Unlock()
 	h.run(ready)
 	ready = nil
@@ -308,18 +318,28 @@ func (h *Hub) Start(ctx context.Context, r Request, deliver func(Result, error))
 			h.run(ready)
 			return p
 		}
-		if evs := q.after(p.cursor, h.cfg.BatchLimit); len(evs) > 0 {
-			ready = h.finishLocked(nil, p, Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil)
-		} else if r.Timeout <= 0 {
-			ready = h.finishLocked(nil, p, Result{Cursor: p.reply}, nil)
-		} else {
-			q.waiters = append(q.waiters, p)
-			p.timer = time.AfterFunc(r.Timeout, func() { h.end(p, Result{Cursor: p.reply}, nil) })
-		}
+		ready = h.answerOrWaitLocked(nil, p, r.Timeout)
 		h.mu.Unlock()
 		h.run(ready)
 		return p
 	}
+}
+
+// answerOrWaitLocked answers p from its queue when the queue holds events
+// after its cursor, or at once when it may not wait; otherwise p becomes
+// its client's pending poll and waits on the queue. The caller holds h.mu
+// and has checked p.cursor >= p.q.since.
+func (h *Hub) answerOrWaitLocked(ready []answer, p *Pending, timeout time.Duration) []answer {
+	if evs := p.q.after(p.cursor, h.cfg.BatchLimit); len(evs) > 0 {
+		return h.finishLocked(ready, p, Result{Events: evs, Cursor: evs[len(evs)-1].ID}, nil)
+	}
+	if timeout <= 0 {
+		return h.finishLocked(ready, p, Result{Cursor: p.reply}, nil)
+	}
+	h.clients[p.client] = p
+	p.q.waiters = append(p.q.waiters, p)
+	p.timer = time.AfterFunc(timeout, func() { h.end(p, Result{Cursor: p.reply}, nil) })
+	return ready
 }
 
 // Cancel ends the poll with err (its request went away), unless it has
