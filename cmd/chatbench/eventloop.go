@@ -84,12 +84,13 @@ type loopConn struct {
 	served int    // replies on this connection
 	retry  bool   // this poll was sent again on a new connection already
 
-	timeout time.Duration // of the poll in flight: its reply may take that
-	due     int64         // mono: when the poll in flight times out, or the pause ends
-	src     syscall.SockaddrInet4
-	dst     syscall.SockaddrInet4
+	limit time.Duration // how long the poll in flight may take
+	due   int64         // mono: when the poll in flight times out, or the pause ends
+	src   syscall.SockaddrInet4
+	dst   syscall.SockaddrInet4
 }
 
+// newEventLoop returns an event loop of ph with no listeners yet.
 func newEventLoop(ph *phase) (*eventLoop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
@@ -102,7 +103,10 @@ func newEventLoop(ph *phase) (*eventLoop, error) {
 func (el *eventLoop) add(l *listener) {
 	c := &loopConn{l: l, fd: -1}
 	el.conns = append(el.conns, c)
-	c.src.Addr, c.dst.Addr, c.dst.Port = l.conn.endpoints()
+	var err error
+	if c.src.Addr, c.dst.Addr, c.dst.Port, err = l.conn.endpoints(); err != nil {
+		el.ph.stats.pollError(err) // and every dial fails alike
+	}
 	fd, err := l.conn.detach()
 	if err != nil {
 		el.ph.stats.pollError(err)
@@ -169,7 +173,7 @@ func (el *eventLoop) checkTimes(now int64) {
 		case connIdle:
 			el.poll(c, el.ph.pollTimeout)
 		case connDialing, connPolling:
-			el.fail(c, fmt.Errorf("no reply within %v", c.timeout+15*time.Second))
+			el.fail(c, fmt.Errorf("no reply within %v", c.limit))
 		}
 	}
 }
@@ -211,8 +215,11 @@ func (el *eventLoop) ready(c *loopConn, events uint32) {
 func (el *eventLoop) poll(c *loopConn, timeout time.Duration) {
 	ph := el.ph
 	c.l.req = ph.sys.appendPoll(c.l.req[:0], c.l, timeout)
-	c.timeout = timeout
-	c.due = mono() + int64(timeout+15*time.Second)
+	// The server may hold a poll for the phase's timeout whatever a
+	// first poll asked (nchan holds every poll for its own), and the
+	// reply may take a while to come under load.
+	c.limit = max(timeout, ph.pollTimeout) + 15*time.Second
+	c.due = mono() + int64(c.limit)
 	c.out = c.l.req
 	ph.stats.pending.Add(1)
 	if c.fd < 0 {
@@ -422,16 +429,16 @@ func (c *httpConn) detach() (int, error) {
 
 // endpoints returns the source and destination addresses of c's
 // connections, for dialling them without the runtime's poller.
-func (c *httpConn) endpoints() (src [4]byte, dst [4]byte, port int) {
+func (c *httpConn) endpoints() (src, dst [4]byte, port int, err error) {
 	if a, ok := c.dialer.LocalAddr.(*net.TCPAddr); ok && a.IP.To4() != nil {
 		copy(src[:], a.IP.To4())
 	}
 	addr, err := resolveOnce(c.addr)
-	if err == nil {
-		copy(dst[:], addr.IP.To4())
-		port = addr.Port
+	if err != nil {
+		return src, dst, 0, fmt.Errorf("dial %s: %w", c.addr, err)
 	}
-	return src, dst, port
+	copy(dst[:], addr.IP.To4())
+	return src, dst, addr.Port, nil
 }
 
 var resolved sync.Map // address → *net.TCPAddr
