@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,10 @@ import (
 // a record on the user's queue: no goroutine, no buffer; when the answer
 // comes, a new goroutine writes it in one write and reads the client's
 // next request. On a busy connection (its last poll that waited was
-// answered within holdAfter) the goroutine waits for the answer instead,
-// which is cheaper than starting one for every answer. The first request
+// answered within holdAfter) the goroutine goes on reading instead, for the
+// request that will follow the answer, and the answer is written by the
+// lanes' answer writers (answerWriters): the hub's publishing goroutine
+// only queues it, and no goroutine is woken per answer. The first request
 // that is not a poll goes back to the HTTP server through the Listener,
 // with its bytes untouched, and is served like any other.
 //
@@ -70,7 +73,9 @@ const (
 const (
 	pollStarting int32 = iota // the hub's Start has not returned
 	pollParked                // Start returned; resume will answer
-	pollHeld                  // Start returned; the goroutine waits for the answer
+	pollHeld                  // Start returned; an answer writer will answer
+	pollAwaited               // held, and the lane's goroutine waits for the answer to be written
+	pollWritten               // a held poll's answer was written
 	pollAnswered              // answered before Start returned
 )
 
@@ -111,7 +116,8 @@ type lane struct {
 
 	// The poll being served.
 	pres    *presence.Client // its client's presence record
-	wake    chan struct{}    // a held poll's answer is ready
+	held    bool             // a held poll's answer is not known to be written yet
+	wake    chan struct{}    // a held poll's answer was written
 	busy    bool             // the last poll was answered within holdAfter
 	started time.Time
 	client  string
@@ -154,6 +160,9 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 		return true
 	}
 	s.recycle.watch.watch(l)
+	if l.raw == nil {
+		l.raw, _ = l.rawConn()
+	}
 	if l.poll(req) {
 		go l.serve() // and let the HTTP server's goroutine end
 	}
@@ -221,10 +230,12 @@ func (l *lane) forgetLast() {
 
 // poll starts req on the hub. When the answer is ready at once it writes it
 // and returns whether to go on serving. Otherwise, on a busy connection
-// (its last poll that waited was answered within holdAfter), the goroutine waits for
-// the answer, writes it and returns whether to go on; on a quiet one, the
-// poll is parked: poll returns false at once, and resume writes the answer
-// on a goroutine of its own when it comes.
+// (its last poll that waited was answered within holdAfter), the poll is
+// held: poll returns true, and the goroutine goes on to read the client's
+// next request while an answer writer writes the answer (next waits for
+// that write before it serves anything); on a quiet one, the poll is
+// parked: poll returns false at once, and resume writes the answer on a
+// goroutine of its own when it comes.
 func (l *lane) poll(req comet.Request) bool {
 	l.client = req.Client
 	hold := l.busy
@@ -259,11 +270,22 @@ func (l *lane) poll(req comet.Request) bool {
 		l.wake = make(chan struct{}, 1)
 	}
 	if l.pstate.CompareAndSwap(pollStarting, pollHeld) {
-		<-l.wake
-		defer l.s.answers.done()
-		l.waited()
+		l.held = true
+		return true
 	}
 	return l.answer()
+}
+
+// awaitHeld waits until the held poll's answer has been written, if one is
+// outstanding. Everything the writer did happens before it returns.
+func (l *lane) awaitHeld() {
+	if !l.held {
+		return
+	}
+	l.held = false
+	if l.pstate.CompareAndSwap(pollHeld, pollAwaited) {
+		<-l.wake
+	}
 }
 
 // waited records how long a poll that had to wait waited: whether the
@@ -285,9 +307,9 @@ func (l *lane) deliver(res comet.Result, err error) {
 			if l.pstate.CompareAndSwap(pollStarting, pollAnswered) {
 				return // Start has not returned: poll answers it
 			}
-		case pollHeld:
+		case pollHeld, pollAwaited:
 			l.s.answers.add()
-			l.wake <- struct{}{}
+			l.s.recycle.writers.add(l)
 			return
 		default: // parked
 			l.s.answers.add()
@@ -323,6 +345,85 @@ func (l *lane) answer() bool {
 	defer outPool.Put(bp)
 	*bp = appendAnswer((*bp)[:0], res, l.closing || l.s.recycle.draining.Load(), l.now)
 	return l.send(*bp)
+}
+
+// writeHeld writes a held poll's answer; an answer writer calls it while
+// the lane's goroutine reads on. It touches only what that goroutine
+// leaves alone until awaitHeld returns.
+func (l *lane) writeHeld() {
+	res, err := l.res, l.err
+	l.res, l.err = comet.Result{}, nil
+	now := time.Now()
+	l.busy = now.Sub(l.started) < holdAfter
+	l.pending.Store(nil)
+	l.s.presence.PollEnded(l.pres, l.hungUp.Load(), now)
+	closing := l.closing || l.s.recycle.draining.Load()
+	bp := outPool.Get().(*[]byte)
+	if err != nil {
+		*bp = l.s.pollResponse(laneRequest, res, err).appendTo((*bp)[:0], closing)
+	} else {
+		*bp = appendAnswer((*bp)[:0], res, closing, now)
+	}
+	n, werr := l.tryWrite(*bp)
+	if werr == nil && n < len(*bp) {
+		// The socket's buffer is full: a goroutine of its own waits to
+		// write the rest, and the writer goes on to the next answer.
+		rest := slices.Clone((*bp)[n:])
+		outPool.Put(bp)
+		go func() {
+			l.wdl = now.Add(laneWriteTimeout)
+			l.conn.SetWriteDeadline(l.wdl)
+			_, werr := l.conn.Write(rest)
+			l.heldWritten(werr, closing)
+		}()
+		return
+	}
+	outPool.Put(bp)
+	l.heldWritten(werr, closing)
+}
+
+// tryWrite writes what of b the socket takes now, without waiting.
+func (l *lane) tryWrite(b []byte) (int, error) {
+	if l.raw == nil {
+		l.conn.SetWriteDeadline(time.Now().Add(laneWriteTimeout))
+		return l.conn.Write(b)
+	}
+	n, err := 0, error(nil)
+	if cerr := l.raw.Control(func(fd uintptr) {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+	}); cerr != nil {
+		return 0, cerr
+	}
+	if err == syscall.EAGAIN {
+		return 0, nil
+	}
+	return max(n, 0), err
+}
+
+// heldWritten ends a held poll's answer: the connection closes when the
+// answer said so or could not be written (the lane's goroutine then finds
+// the end and closes the lane), and the goroutine, if it waits, goes on.
+func (l *lane) heldWritten(err error, closing bool) {
+	if err != nil || closing {
+		l.conn.Close()
+	} else {
+		// Now the client's next request is awaited; a shutdown closes
+		// such connections (a lane stores, then checks; drain sets,
+		// then looks: one of them sees the other).
+		l.state.Store(laneReading)
+		if l.s.recycle.draining.Load() {
+			l.conn.Close()
+		}
+	}
+	l.s.answers.done()
+	if l.pstate.Swap(pollWritten) == pollAwaited {
+		l.wake <- struct{}{}
+	}
 }
 
 // appendAnswer appends a poll's 200 answer, headers as api.WriteRaw
@@ -412,9 +513,12 @@ func (l *lane) next() (*http.Request, error) {
 		l.br = readerPool.Get().(*bufio.Reader)
 		l.br.Reset(l.src)
 	}
-	l.state.Store(laneReading)
-	if l.s.recycle.draining.Load() {
-		return nil, net.ErrClosed
+	if !l.held {
+		// (While a held poll waits, its answer writer does this.)
+		l.state.Store(laneReading)
+		if l.s.recycle.draining.Load() {
+			return nil, net.ErrClosed
+		}
 	}
 	// Deadlines cost a timer update each: they are renewed only when half
 	// their time is gone.
@@ -422,7 +526,14 @@ func (l *lane) next() (*http.Request, error) {
 		l.rdl = l.now.Add(IdleTimeout)
 		l.conn.SetReadDeadline(l.rdl)
 	}
-	if _, err := l.br.Peek(1); err != nil {
+	_, err := l.br.Peek(1)
+	if l.held {
+		if err != nil {
+			l.gone() // the client left its waiting poll
+		}
+		l.awaitHeld() // the answer goes first
+	}
+	if err != nil {
 		return nil, err
 	}
 	l.now = time.Now() // when the request came

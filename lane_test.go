@@ -360,6 +360,57 @@ func TestLaneClientClosesHeldPoll(t *testing.T) {
 	hangUpOnWaitingPoll(t, e, rc, rc.answer().Cursor, "held")
 }
 
+// On a busy connection the lane's goroutine reads on while its poll waits,
+// and an answer writer writes the answer. A request the client sends behind
+// the waiting poll is served after that answer, in order; and a client that
+// hangs up on a waiting poll has its lane closed.
+func TestLaneHeldPollAnswersBeforeTheNextRequest(t *testing.T) {
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	cursor = rc.answer().Cursor
+
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token),
+		"GET /api/eventsX HTTP/1.1\r\nHost: chat.test\r\n\r\n")
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "to the held poll")
+	got := rc.answer()
+	if len(got.Events) != 1 || got.Events[0].Message.Text != "to the held poll" {
+		t.Fatalf("held poll answered %+v", got)
+	}
+	if resp, b := rc.read(); resp.StatusCode != 404 {
+		t.Fatalf("the request behind the held poll: %d %s", resp.StatusCode, b)
+	}
+
+	// The GET went to the HTTP server; a poll comes back to the lane, is
+	// answered soon after it waited (busy again), and the next one is
+	// held when the client hangs up.
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", got.Cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "busy again")
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", rc.answer().Cursor), e.token))
+	untilPending(t, e.srv, 1)
+	rc.c.Close()
+	untilPending(t, e.srv, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.srv.lanes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lanes open 10 s after the client hung up", e.srv.lanes())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lanes returns how many connections the lane serves.
+func (s *Server) lanes() int {
+	s.recycle.mu.Lock()
+	defer s.recycle.mu.Unlock()
+	return len(s.recycle.lanes)
+}
+
 // watchedLane is laneEnv with one client connection, for the tests of the
 // hang-up watcher (Linux only: elsewhere they are skipped).
 func watchedLane(t *testing.T) (*fuzzEnv, string, *rawConn) {

@@ -54,6 +54,7 @@ type recycler struct {
 	fresh     map[net.Conn]bool // given back, and no request read on them since
 	lanes     map[*lane]struct{}
 	watch     *watcher // notices clients leaving waiting polls
+	writers   answerWriters
 	accepted  chan accepted
 	done      chan struct{}
 	closeOnce sync.Once
