@@ -349,8 +349,9 @@ func TestLaneRepeatedPollsFollowLogout(t *testing.T) {
 	}
 }
 
-// A busy connection's goroutine waits for its poll's answer; a client that
-// closes that connection has the poll ended at once all the same.
+// A busy connection's poll is held (its goroutine reads on while an answer
+// writer waits for the answer); a client that closes that connection has
+// the poll ended at once.
 func TestLaneClientClosesHeldPoll(t *testing.T) {
 	e, addr, rc := watchedLane(t)
 	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)

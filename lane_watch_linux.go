@@ -12,9 +12,10 @@ import (
 
 // watcher notices clients that close the connection of a waiting poll.
 //
-// A waiting poll has no goroutine reading its connection (a parked one has
-// no goroutine at all, a held one waits for the answer), so nothing in Go
-// would see the client go away before the poll is answered. The watcher
+// A parked poll has no goroutine reading its connection, so nothing in Go
+// would see the client go away before the poll is answered. (A held poll's
+// goroutine reads on while the poll waits, and sees the end itself; the
+// watcher serves for both, and is the only one on a parked poll.) The watcher
 // keeps the lanes' connections in an epoll set of its own, registered once
 // per connection for the peer's hang-up only (EPOLLRDHUP, edge-triggered:
 // no system call per poll), and one goroutine waits on it: a client that
