@@ -103,7 +103,10 @@ type lane struct {
 	watchID uint64
 	watched bool // registered with the watcher
 
-	rdl, wdl time.Time // the connection's read and write deadlines
+	wdl time.Time // the connection's write deadline
+	// rdl is its read deadline in Unix nanoseconds: the answer writer of
+	// a held poll extends it too, while the goroutine reads.
+	rdl atomic.Int64
 	// now is the time of the lane's last step: when the request being
 	// served came, or when the answer being written was ready. (One
 	// clock reading serves the step's deadlines, presence, the memo
@@ -374,12 +377,12 @@ func (l *lane) writeHeld() {
 			l.wdl = now.Add(laneWriteTimeout)
 			l.conn.SetWriteDeadline(l.wdl)
 			_, werr := l.conn.Write(rest)
-			l.heldWritten(werr, closing)
+			l.heldWritten(werr, closing, time.Now())
 		}()
 		return
 	}
 	outPool.Put(bp)
-	l.heldWritten(werr, closing)
+	l.heldWritten(werr, closing, now)
 }
 
 // tryWrite writes what of b the socket takes now, without waiting.
@@ -405,13 +408,17 @@ func (l *lane) tryWrite(b []byte) (int, error) {
 	return max(n, 0), err
 }
 
-// heldWritten ends a held poll's answer: the connection closes when the
-// answer said so or could not be written (the lane's goroutine then finds
-// the end and closes the lane), and the goroutine, if it waits, goes on.
-func (l *lane) heldWritten(err error, closing bool) {
+// heldWritten ends a held poll's answer, written at now: the connection
+// closes when the answer said so or could not be written (the lane's
+// goroutine then finds the end and closes the lane), and the goroutine, if
+// it waits, goes on.
+func (l *lane) heldWritten(err error, closing bool, now time.Time) {
 	if err != nil || closing {
 		l.conn.Close()
 	} else {
+		// The goroutine reads already, under a deadline set before the
+		// poll waited: the client has IdleTimeout from the answer.
+		l.extendRead(now)
 		// Now the client's next request is awaited; a shutdown closes
 		// such connections (a lane stores, then checks; drain sets,
 		// then looks: one of them sees the other).
@@ -520,12 +527,7 @@ func (l *lane) next() (*http.Request, error) {
 			return nil, net.ErrClosed
 		}
 	}
-	// Deadlines cost a timer update each: they are renewed only when half
-	// their time is gone.
-	if l.rdl.Sub(l.now) < IdleTimeout/2 {
-		l.rdl = l.now.Add(IdleTimeout)
-		l.conn.SetReadDeadline(l.rdl)
-	}
+	l.extendRead(l.now)
 	_, err := l.br.Peek(1)
 	if l.held {
 		if err != nil {
@@ -557,8 +559,9 @@ func (l *lane) next() (*http.Request, error) {
 			// The head did not come in one piece: it has
 			// ReadHeaderTimeout to arrive, as on the HTTP server.
 			slow = true
-			l.rdl = time.Now().Add(ReadHeaderTimeout)
-			l.conn.SetReadDeadline(l.rdl)
+			d := time.Now().Add(ReadHeaderTimeout)
+			l.rdl.Store(d.UnixNano())
+			l.conn.SetReadDeadline(d)
 		}
 		if _, err := l.br.Peek(len(buf) + 1); err != nil {
 			return nil, err
@@ -596,6 +599,17 @@ func (l *lane) next() (*http.Request, error) {
 	}
 	r.RemoteAddr = l.remote
 	return r, nil
+}
+
+// extendRead gives the client IdleTimeout from now to send its next
+// request. Deadlines cost a timer update each: the read deadline is
+// renewed only when half its time is gone.
+func (l *lane) extendRead(now time.Time) {
+	if l.rdl.Load()-now.UnixNano() < int64(IdleTimeout/2) {
+		d := now.Add(IdleTimeout)
+		l.rdl.Store(d.UnixNano())
+		l.conn.SetReadDeadline(d)
+	}
 }
 
 // repeat returns the last poll, with head's request line, when head has

@@ -405,6 +405,59 @@ func TestLaneHeldPollAnswersBeforeTheNextRequest(t *testing.T) {
 	}
 }
 
+// A held poll's goroutine reads on under the deadline set before the poll
+// waited; the answer writer gives the client IdleTimeout from the answer,
+// so a client that takes its time over its next request keeps its
+// connection. (The test shortens the deadline in force to 500 ms.)
+func TestLaneHeldAnswerExtendsReadDeadline(t *testing.T) {
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", rc.answer().Cursor), e.token))
+	untilPending(t, e.srv, 1)
+	untilReading(t)
+	var l *lane
+	e.srv.recycle.mu.Lock()
+	for k := range e.srv.recycle.lanes {
+		l = k
+	}
+	e.srv.recycle.mu.Unlock()
+	d := time.Now().Add(500 * time.Millisecond)
+	l.rdl.Store(d.UnixNano())
+	l.conn.SetReadDeadline(d)
+
+	e.post(t, addr, "to the held poll")
+	got := rc.answer()
+	time.Sleep(time.Second) // the client is slower than the shortened deadline
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&wait=0", got.Cursor), e.token))
+	if a := rc.answer(); a.Cursor != got.Cursor {
+		t.Fatalf("the next poll after a pause answered %+v", a)
+	}
+}
+
+// untilReading waits until a lane's goroutine is blocked reading the
+// client's next request while its poll is held.
+func untilReading(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "(*Reader).Peek") && strings.Contains(g, "chatd.(*lane).next") && strings.Contains(g, "IO wait") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lane goroutine is reading")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // lanes returns how many connections the lane serves.
 func (s *Server) lanes() int {
 	s.recycle.mu.Lock()
