@@ -366,14 +366,7 @@ func TestLaneClientClosesHeldPoll(t *testing.T) {
 // the waiting poll is served after that answer, in order; and a client that
 // hangs up on a waiting poll has its lane closed.
 func TestLaneHeldPollAnswersBeforeTheNextRequest(t *testing.T) {
-	e, addr := laneEnv(t)
-	rc := dialRaw(t, addr)
-	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
-	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
-	untilPending(t, e.srv, 1)
-	e.post(t, addr, "makes the connection busy")
-	cursor = rc.answer().Cursor
-
+	e, addr, rc, cursor := busyLane(t)
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token),
 		"GET /api/eventsX HTTP/1.1\r\nHost: chat.test\r\n\r\n")
 	untilPending(t, e.srv, 1)
@@ -410,13 +403,8 @@ func TestLaneHeldPollAnswersBeforeTheNextRequest(t *testing.T) {
 // so a client that takes its time over its next request keeps its
 // connection. (The test shortens the deadline in force to 500 ms.)
 func TestLaneHeldAnswerExtendsReadDeadline(t *testing.T) {
-	e, addr := laneEnv(t)
-	rc := dialRaw(t, addr)
-	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	e, addr, rc, cursor := busyLane(t)
 	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
-	untilPending(t, e.srv, 1)
-	e.post(t, addr, "makes the connection busy")
-	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", rc.answer().Cursor), e.token))
 	untilPending(t, e.srv, 1)
 	untilReading(t)
 	var l *lane
@@ -436,6 +424,20 @@ func TestLaneHeldAnswerExtendsReadDeadline(t *testing.T) {
 	if a := rc.answer(); a.Cursor != got.Cursor {
 		t.Fatalf("the next poll after a pause answered %+v", a)
 	}
+}
+
+// busyLane is laneEnv with one client connection made busy: its last poll
+// waited and was answered at once, so its next poll that waits is held.
+// It returns the cursor after that answer.
+func busyLane(t *testing.T) (*fuzzEnv, string, *rawConn, int64) {
+	t.Helper()
+	e, addr := laneEnv(t)
+	rc := dialRaw(t, addr)
+	cursor := rc.catchUp(-1, "Authorization: Bearer "+e.token)
+	rc.send(pollReq(fmt.Sprintf("cursor=%d&timeout=20", cursor), e.token))
+	untilPending(t, e.srv, 1)
+	e.post(t, addr, "makes the connection busy")
+	return e, addr, rc, rc.answer().Cursor
 }
 
 // untilReading waits until a lane's goroutine is blocked reading the
