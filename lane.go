@@ -335,38 +335,36 @@ func (l *lane) resume() {
 // answer writes the current poll's answer; it reports whether the
 // connection stays open.
 func (l *lane) answer() bool {
+	l.state.Store(laneBusy)
+	l.now = time.Now()
+	bp := outPool.Get().(*[]byte)
+	defer outPool.Put(bp)
+	*bp = l.endPoll((*bp)[:0], l.closing || l.s.recycle.draining.Load(), l.now)
+	return l.send(*bp)
+}
+
+// endPoll ends the current poll at now (presence records its end) and
+// appends its answer to b: the events, or the error's answer.
+func (l *lane) endPoll(b []byte, closing bool, now time.Time) []byte {
 	l.pending.Store(nil)
 	res, err := l.res, l.err
 	l.res, l.err = comet.Result{}, nil
-	l.state.Store(laneBusy)
-	l.now = time.Now()
-	l.s.presence.PollEnded(l.pres, l.hungUp.Load(), l.now)
+	l.s.presence.PollEnded(l.pres, l.hungUp.Load(), now)
 	if err != nil {
-		return l.write(l.s.pollResponse(laneRequest, res, err))
+		return l.s.pollResponse(laneRequest, res, err).appendTo(b, closing)
 	}
-	bp := outPool.Get().(*[]byte)
-	defer outPool.Put(bp)
-	*bp = appendAnswer((*bp)[:0], res, l.closing || l.s.recycle.draining.Load(), l.now)
-	return l.send(*bp)
+	return appendAnswer(b, res, closing, now)
 }
 
 // writeHeld writes a held poll's answer; an answer writer calls it while
 // the lane's goroutine reads on. It touches only what that goroutine
 // leaves alone until awaitHeld returns.
 func (l *lane) writeHeld() {
-	res, err := l.res, l.err
-	l.res, l.err = comet.Result{}, nil
 	now := time.Now()
 	l.busy = now.Sub(l.started) < holdAfter
-	l.pending.Store(nil)
-	l.s.presence.PollEnded(l.pres, l.hungUp.Load(), now)
 	closing := l.closing || l.s.recycle.draining.Load()
 	bp := outPool.Get().(*[]byte)
-	if err != nil {
-		*bp = l.s.pollResponse(laneRequest, res, err).appendTo((*bp)[:0], closing)
-	} else {
-		*bp = appendAnswer((*bp)[:0], res, closing, now)
-	}
+	*bp = l.endPoll((*bp)[:0], closing, now)
 	n, werr := l.tryWrite(*bp)
 	if werr == nil && n < len(*bp) {
 		// The socket's buffer is full: a goroutine of its own waits to
