@@ -99,7 +99,7 @@ type lane struct {
 	// Watching for the client's hang-up while a poll waits.
 	pending atomic.Pointer[comet.Pending] // the waiting poll, if any
 	hungUp  atomic.Bool                   // the client hung up
-	raw     syscall.RawConn
+	raw     syscall.RawConn               // the descriptor, for the watcher and held answers' writes
 	watchID uint64
 	watched bool // registered with the watcher
 
@@ -162,10 +162,8 @@ func (s *Server) startLane(w http.ResponseWriter, r *http.Request, req comet.Req
 		s.presence.PollEnded(pres, false, time.Now())
 		return true
 	}
+	l.raw, _ = l.rawConn() // nil without a descriptor: no watching, and blocking writes
 	s.recycle.watch.watch(l)
-	if l.raw == nil {
-		l.raw, _ = l.rawConn()
-	}
 	if l.poll(req) {
 		go l.serve() // and let the HTTP server's goroutine end
 	}

@@ -47,16 +47,11 @@ func newWatcher() *watcher {
 // negative).
 const epollET = 1 << 31
 
-// watch starts watching a new lane's connection.
+// watch starts watching a new lane's connection (through l.raw).
 func (w *watcher) watch(l *lane) {
-	if w == nil {
+	if w == nil || l.raw == nil {
 		return
 	}
-	raw, err := l.rawConn()
-	if err != nil {
-		return
-	}
-	l.raw = raw
 	w.mu.Lock()
 	w.next++
 	l.watchID = w.next
