@@ -117,6 +117,26 @@ func (s *countingSystem) each(ls []*listener, n int) bool {
 	return true
 }
 
+// pollUntil runs the fleet's listeners on the event loops until each has
+// seen n replies or limit has passed, stops them, and returns the phase's
+// counts.
+func (s *countingSystem) pollUntil(t *testing.T, f *fleet, n int, limit time.Duration) *phaseStats {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ph := &phase{sys: s, fleet: f, stats: &phaseStats{}, pollTimeout: 5 * time.Second, ctx: ctx, cancel: cancel}
+	if err := ph.startListeners(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(limit)
+	for !s.each(f.listeners, n) && time.Now().Before(deadline) {
+		pause(ctx, 5*time.Millisecond)
+	}
+	ph.stopping.Store(true)
+	ph.listenWG.Wait()
+	return ph.stats
+}
+
 // TestEventLoopKeepsPollingAcrossClosedConnections runs listeners on the
 // event loops against a server that drops every third connection after a
 // reply, as a server closing idle connections does, and answers some polls
@@ -164,8 +184,6 @@ func TestEventLoopKeepsPollingAcrossClosedConnections(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
 	sys := &countingSystem{addr: addr, seen: map[*listener][]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	f := &fleet{}
 	for i := range 4 {
 		l := &listener{id: i, conn: newHTTPConn(addr, i)}
@@ -175,20 +193,11 @@ func TestEventLoopKeepsPollingAcrossClosedConnections(t *testing.T) {
 	if err := f.listeners[0].conn.dial(); err != nil {
 		t.Fatal(err)
 	}
-	ph := &phase{sys: sys, fleet: f, stats: &phaseStats{}, pollTimeout: 5 * time.Second, ctx: ctx, cancel: cancel}
-	if err := ph.startListeners(); err != nil {
-		t.Fatal(err)
-	}
 	const want = 30
-	deadline := time.Now().Add(20 * time.Second)
-	for !sys.each(f.listeners, want) && time.Now().Before(deadline) {
-		pause(ctx, 5*time.Millisecond)
-	}
-	ph.stopping.Store(true)
-	ph.listenWG.Wait()
+	stats := sys.pollUntil(t, f, want, 20*time.Second)
 
-	if n := ph.stats.pollErrs.Load(); n != 0 {
-		t.Errorf("%d poll errors: %v", n, ph.stats.errorSamples(3))
+	if n := stats.pollErrs.Load(); n != 0 {
+		t.Errorf("%d poll errors: %v", n, stats.errorSamples(3))
 	}
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
@@ -238,22 +247,11 @@ func TestEventLoopReadsReplyInPieces(t *testing.T) {
 	}()
 	addr := ln.Addr().String()
 	sys := &countingSystem{addr: addr, seen: map[*listener][]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	l := &listener{conn: newHTTPConn(addr, 1)}
-	ph := &phase{sys: sys, fleet: &fleet{listeners: []*listener{l}}, stats: &phaseStats{}, pollTimeout: 5 * time.Second, ctx: ctx, cancel: cancel}
-	if err := ph.startListeners(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !sys.each(ph.fleet.listeners, 20) && time.Now().Before(deadline) {
-		pause(ctx, 5*time.Millisecond)
-	}
-	ph.stopping.Store(true)
-	ph.listenWG.Wait()
+	stats := sys.pollUntil(t, &fleet{listeners: []*listener{l}}, 20, 10*time.Second)
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
-	if seen := sys.seen[l]; len(seen) < 20 || seen[19] != 20 || ph.stats.pollErrs.Load() != 0 {
-		t.Errorf("saw %v with %d poll errors; want 1 … 20 and none", seen, ph.stats.pollErrs.Load())
+	if seen := sys.seen[l]; len(seen) < 20 || seen[19] != 20 || stats.pollErrs.Load() != 0 {
+		t.Errorf("saw %v with %d poll errors; want 1 … 20 and none", seen, stats.pollErrs.Load())
 	}
 }
