@@ -19,12 +19,12 @@ func TestCredentialChangeLogPruned(t *testing.T) {
 	if code := me(); code != 200 {
 		t.Fatalf("GET /api/me: %d", code)
 	}
-	// touch logs n changes of a user nobody is signed in as.
-	touch := func(n int) {
+	// exec runs q n times in one write, as another process might.
+	exec := func(n int, q string) {
 		t.Helper()
 		err := e.srv.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 			for range n {
-				if _, err := tx.ExecContext(ctx, "UPDATE users SET role = role WHERE name_key = 'other'"); err != nil {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
 					return err
 				}
 			}
@@ -34,14 +34,10 @@ func TestCredentialChangeLogPruned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := e.srv.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO users (name, name_key, role, created_at) VALUES ('other', 'other', 'user', 0)")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	touch(601)
+	// touch logs a change of a user nobody is signed in as.
+	const touch = "UPDATE users SET role = role WHERE name_key = 'other'"
+	exec(1, "INSERT INTO users (name, name_key, role, created_at) VALUES ('other', 'other', 'user', 0)")
+	exec(601, touch)
 	rows := func() (n int) {
 		if err := e.srv.db.Reader().QueryRow("SELECT COUNT(*) FROM auth_changes").Scan(&n); err != nil {
 			t.Fatal(err)
@@ -57,7 +53,7 @@ func TestCredentialChangeLogPruned(t *testing.T) {
 	if n := rows(); n != 601 {
 		t.Fatalf("%d rows left after reading 601, fewer than the pruning point", n)
 	}
-	touch(400)
+	exec(400, touch)
 	if _, err := e.srv.auth.ReadChanges(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +65,7 @@ func TestCredentialChangeLogPruned(t *testing.T) {
 	if code := me(); code != 200 {
 		t.Fatalf("GET /api/me: %d", code)
 	}
-	err = e.srv.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE users SET banned = 1 WHERE name_key = 'root'")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	exec(1, "UPDATE users SET banned = 1 WHERE name_key = 'root'")
 	if _, err := e.srv.auth.ReadChanges(ctx); err != nil {
 		t.Fatal(err)
 	}
