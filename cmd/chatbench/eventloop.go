@@ -301,18 +301,12 @@ func (el *eventLoop) read(c *loopConn) {
 		return
 	}
 	if err != nil {
-		if len(c.in.unread()) == 0 && errors.Is(err, syscall.ECONNRESET) {
-			err = staleError{err}
-		}
-		el.fail(c, fmt.Errorf("read reply: %w", err))
+		el.fail(c, readFailed(err, len(c.in.unread())))
 		return
 	}
 	c.in.end += n
 	m, err := parseReply(c.in.unread(), n == 0, &c.reply)
 	switch {
-	case errors.Is(err, errNoStatus):
-		el.fail(c, staleError{err})
-		return
 	case err != nil:
 		el.fail(c, err)
 		return

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -188,9 +187,6 @@ func (c *httpConn) readReply(nc net.Conn) error {
 	for eof := false; ; {
 		n, err := parseReply(c.in.unread(), eof, &c.reply)
 		if err != nil {
-			if errors.Is(err, errNoStatus) {
-				return staleError{err}
-			}
 			return err
 		}
 		if n > 0 {
@@ -202,10 +198,8 @@ func (c *httpConn) readReply(nc net.Conn) error {
 		switch {
 		case err == io.EOF:
 			eof = true
-		case err != nil && len(c.in.unread()) == 0 && errors.Is(err, syscall.ECONNRESET):
-			return staleError{fmt.Errorf("read reply: %w", err)}
 		case err != nil:
-			return fmt.Errorf("read reply: %w", err)
+			return readFailed(err, len(c.in.unread()))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -34,8 +35,20 @@ var (
 const maxHead = 64 << 10
 
 // errNoStatus is a response that ended before its status line: what a
-// kept-alive connection the server had closed gives.
+// kept-alive connection the server had closed gives. parseReply returns it
+// as a staleError.
 var errNoStatus = errors.New("connection ended before the status line")
+
+// readFailed is the error of a read that failed while unread bytes of the
+// reply were waiting: a reset before any byte is, like an end there
+// (errNoStatus), what a connection the server had closed gives.
+func readFailed(err error, unread int) error {
+	err = fmt.Errorf("read reply: %w", err)
+	if unread == 0 && errors.Is(err, syscall.ECONNRESET) {
+		return staleError{err}
+	}
+	return err
+}
 
 // parseReply reads the response at the start of b into r and returns the
 // number of bytes it took, or 0 when b does not hold all of it yet. eof
@@ -181,7 +194,7 @@ func nextLine(b []byte, off int) ([]byte, int, bool) {
 func short(b []byte, eof, inHead bool) (int, error) {
 	switch {
 	case eof && len(b) == 0:
-		return 0, errNoStatus
+		return 0, staleError{errNoStatus}
 	case eof:
 		return 0, fmt.Errorf("response cut short after %d bytes", len(b))
 	case inHead && len(b) > maxHead:
