@@ -11,6 +11,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -169,6 +170,10 @@ func (l *Log) flush() {
 }
 
 // recipients lists who sees e now, by the same rule as the replay query.
+//
+// The ids come back from SQLite as one comma-separated row: a room of
+// thousands would otherwise cost a row fetch across cgo per member, per
+// event, inside the writer's transaction.
 func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, error) {
 	var q string
 	var args []any
@@ -178,29 +183,21 @@ func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, erro
 	case TargetOnly:
 		return []int64{e.Target}, false, nil
 	case RoomMembers:
-		q = "SELECT user_id FROM memberships WHERE room_id = ? AND until_event IS NULL"
+		q = "SELECT group_concat(user_id) FROM memberships WHERE room_id = ? AND until_event IS NULL"
 		args = []any{e.RoomID}
 	case Peers:
-		q = `SELECT DISTINCT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+		q = `SELECT group_concat(DISTINCT b.user_id) FROM memberships a JOIN memberships b ON a.room_id = b.room_id
 		     WHERE a.user_id = ? AND a.until_event IS NULL AND b.until_event IS NULL`
 		args = []any{e.Subject}
 	default:
 		return nil, false, fmt.Errorf("events: unknown audience %d", e.Audience)
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
+	var list []byte
+	if err := tx.QueryRowContext(ctx, q, args...).Scan(&list); err != nil {
 		return nil, false, fmt.Errorf("events: recipients of %s: %w", e.Body.Type, err)
 	}
-	defer rows.Close()
-	var to []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, false, fmt.Errorf("events: recipients of %s: %w", e.Body.Type, err)
-		}
-		to = append(to, id)
-	}
-	if err := rows.Err(); err != nil {
+	to, err := parseIDs(list)
+	if err != nil {
 		return nil, false, fmt.Errorf("events: recipients of %s: %w", e.Body.Type, err)
 	}
 	extra := []int64{e.Target}
@@ -213,6 +210,34 @@ func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, erro
 		}
 	}
 	return to, false, nil
+}
+
+// parseIDs reads a comma-separated list of positive ids, as group_concat
+// writes it; an empty list (NULL, from no rows) gives none.
+func parseIDs(list []byte) ([]int64, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, 0, bytes.Count(list, []byte{','})+1)
+	var id int64
+	digits := 0
+	for i := 0; i <= len(list); i++ {
+		if i == len(list) || list[i] == ',' {
+			if digits == 0 {
+				return nil, fmt.Errorf("empty id in %q", list)
+			}
+			ids = append(ids, id)
+			id, digits = 0, 0
+			continue
+		}
+		c := list[i]
+		if c < '0' || c > '9' || digits == 18 {
+			return nil, fmt.Errorf("bad id in %q", list)
+		}
+		id = id*10 + int64(c-'0')
+		digits++
+	}
+	return ids, nil
 }
 
 func contains(ids []int64, id int64) bool {
