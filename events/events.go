@@ -11,11 +11,11 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -61,8 +61,12 @@ type Event struct {
 	Body     Body
 	Audience Audience
 	RoomID   int64 // RoomMembers: the room
-	Subject  int64 // Peers: whose peers see it
-	Target   int64 // a user who sees it whatever the audience (may be 0)
+	// Members, when not nil, are the room's members now, as the caller
+	// read them in this transaction (store.IDList); Append reads them
+	// itself otherwise.
+	Members []int64
+	Subject int64 // Peers: whose peers see it
+	Target  int64 // a user who sees it whatever the audience (may be 0)
 }
 
 // Publisher delivers committed events to the users who may see them. The
@@ -171,7 +175,7 @@ func (l *Log) flush() {
 
 // recipients lists who sees e now, by the same rule as the replay query.
 //
-// The ids come back from SQLite as one comma-separated row: a room of
+// The ids come back from SQLite as one row (store.IDList): a room of
 // thousands would otherwise cost a row fetch across cgo per member, per
 // event, inside the writer's transaction.
 func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, error) {
@@ -192,12 +196,10 @@ func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, erro
 	default:
 		return nil, false, fmt.Errorf("events: unknown audience %d", e.Audience)
 	}
-	var list []byte
-	if err := tx.QueryRowContext(ctx, q, args...).Scan(&list); err != nil {
-		return nil, false, fmt.Errorf("events: recipients of %s: %w", e.Body.Type, err)
-	}
-	to, err := parseIDs(list)
-	if err != nil {
+	var to store.IDList
+	if e.Members != nil {
+		to = slices.Clone(e.Members)
+	} else if err := tx.QueryRowContext(ctx, q, args...).Scan(&to); err != nil {
 		return nil, false, fmt.Errorf("events: recipients of %s: %w", e.Body.Type, err)
 	}
 	extra := []int64{e.Target}
@@ -210,34 +212,6 @@ func recipients(ctx context.Context, tx *store.Tx, e Event) ([]int64, bool, erro
 		}
 	}
 	return to, false, nil
-}
-
-// parseIDs reads a comma-separated list of positive ids, as group_concat
-// writes it; an empty list (NULL, from no rows) gives none.
-func parseIDs(list []byte) ([]int64, error) {
-	if len(list) == 0 {
-		return nil, nil
-	}
-	ids := make([]int64, 0, bytes.Count(list, []byte{','})+1)
-	var id int64
-	digits := 0
-	for i := 0; i <= len(list); i++ {
-		if i == len(list) || list[i] == ',' {
-			if digits == 0 {
-				return nil, fmt.Errorf("empty id in %q", list)
-			}
-			ids = append(ids, id)
-			id, digits = 0, 0
-			continue
-		}
-		c := list[i]
-		if c < '0' || c > '9' || digits == 18 {
-			return nil, fmt.Errorf("bad id in %q", list)
-		}
-		id = id*10 + int64(c-'0')
-		digits++
-	}
-	return ids, nil
 }
 
 func contains(ids []int64, id int64) bool {

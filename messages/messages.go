@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -137,14 +138,14 @@ func (s *Service) Post(ctx context.Context, u auth.User, roomName string, c Cont
 	}
 	var m Message
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		r, in, err := rooms.FindAsMember(ctx, tx, roomName, u.ID)
+		r, members, err := rooms.FindWithMembers(ctx, tx, roomName)
 		if err != nil {
 			return err
 		}
-		if !in {
+		if !slices.Contains(members, u.ID) {
 			return api.Errorf(api.Forbidden, "join %q before posting to it", roomName)
 		}
-		m, err = s.insert(ctx, tx, r, u, c)
+		m, err = s.insert(ctx, tx, r, members, u, c)
 		return err
 	})
 	return m, err
@@ -169,13 +170,15 @@ func (s *Service) PostDirect(ctx context.Context, u auth.User, to string, c Cont
 		if err != nil {
 			return err
 		}
-		m, err = s.insert(ctx, tx, r, u, c)
+		m, err = s.insert(ctx, tx, r, nil, u, c)
 		return err
 	})
 	return m, err
 }
 
-func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, u auth.User, c Content) (Message, error) {
+// insert stores the message and its event. members are the room's members
+// when the caller has read them in tx, or nil.
+func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, members []int64, u auth.User, c Content) (Message, error) {
 	now := time.Now()
 	var id int64
 	err := tx.QueryRowContext(ctx, "INSERT INTO messages (room_id, user_id, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -184,10 +187,10 @@ func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, u auth
 		return Message{}, fmt.Errorf("messages: post to %s: %w", r.Name, err)
 	}
 	m := Message{ID: id, Room: r.Name, User: u.Name, UserID: u.ID, Content: c, TS: time.UnixMilli(now.UnixMilli())}
-	return m, s.announce(ctx, tx, "message", r.ID, m)
+	return m, s.announce(ctx, tx, "message", r.ID, members, m)
 }
 
-func (s *Service) announce(ctx context.Context, tx *store.Tx, typ string, roomID int64, m Message) error {
+func (s *Service) announce(ctx context.Context, tx *store.Tx, typ string, roomID int64, members []int64, m Message) error {
 	body, err := json.Marshal(m.View())
 	if err != nil {
 		return fmt.Errorf("messages: encode: %w", err)
@@ -196,6 +199,7 @@ func (s *Service) announce(ctx context.Context, tx *store.Tx, typ string, roomID
 		Body:     events.Body{Type: typ, Room: m.Room, User: m.User, Message: body},
 		Audience: events.RoomMembers,
 		RoomID:   roomID,
+		Members:  members,
 	})
 	return err
 }
@@ -297,7 +301,7 @@ func (s *Service) Edit(ctx context.Context, u auth.User, id int64, c Content) (M
 		m = old
 		m.Content = c
 		m.Edited = now
-		return s.announce(ctx, tx, "message_edited", roomID, m)
+		return s.announce(ctx, tx, "message_edited", roomID, nil, m)
 	})
 	return m, err
 }

@@ -104,22 +104,23 @@ func ByName(ctx context.Context, q Querier, name string) (Room, error) {
 	return r, nil
 }
 
-// FindAsMember returns the live room with the name and whether the user is
-// a member of it now, in one query (the posting path runs it in the
-// writer). It returns NotFound when there is no such room.
-func FindAsMember(ctx context.Context, q Querier, name string, userID int64) (Room, bool, error) {
+// FindWithMembers returns the live room with the name and its members now,
+// in one query: the posting path runs it in the writer, and the list both
+// says whether the poster may post and who the message is for. It returns
+// NotFound when there is no such room.
+func FindWithMembers(ctx context.Context, q Querier, name string) (Room, store.IDList, error) {
 	var r Room
-	var member bool
-	err := q.QueryRowContext(ctx, `SELECT r.id, r.name, r.topic, r.kind, EXISTS (
-			SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = ? AND m.until_event IS NULL)
-		FROM rooms r WHERE r.name = ? AND r.deleted_at IS NULL`, userID, name).Scan(&r.ID, &r.Name, &r.Topic, &r.Kind, &member)
+	var members store.IDList
+	err := q.QueryRowContext(ctx, `SELECT r.id, r.name, r.topic, r.kind, (
+			SELECT group_concat(m.user_id) FROM memberships m WHERE m.room_id = r.id AND m.until_event IS NULL)
+		FROM rooms r WHERE r.name = ? AND r.deleted_at IS NULL`, name).Scan(&r.ID, &r.Name, &r.Topic, &r.Kind, &members)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Room{}, false, api.Errorf(api.NotFound, "no room called %q", name)
+		return Room{}, nil, api.Errorf(api.NotFound, "no room called %q", name)
 	}
 	if err != nil {
-		return Room{}, false, fmt.Errorf("rooms: room %q: %w", name, err)
+		return Room{}, nil, fmt.Errorf("rooms: room %q: %w", name, err)
 	}
-	return r, member, nil
+	return r, members, nil
 }
 
 // IsMember reports whether the user is a member of the room now.
