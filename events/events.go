@@ -56,6 +56,23 @@ type Body struct {
 	Topic *string `json:"topic,omitempty"`
 }
 
+// encode returns the body as JSON. Message, which is JSON already (from
+// json.Marshal), goes in as it is: encoding/json would check and compact
+// it once more, and that was a tenth of the writer's work per message.
+func (b Body) encode() ([]byte, error) {
+	msg := b.Message
+	b.Message = nil
+	data, err := json.Marshal(b)
+	if err != nil || len(msg) == 0 {
+		return data, err
+	}
+	out := make([]byte, 0, len(data)+len(msg)+len(`,"message":`))
+	out = append(out, data[:len(data)-1]...)
+	out = append(out, `,"message":`...)
+	out = append(out, msg...)
+	return append(out, '}'), nil
+}
+
 // Event is a change to append to the log.
 type Event struct {
 	Body     Body
@@ -139,7 +156,7 @@ func NextID(ctx context.Context, tx *store.Tx) (int64, error) {
 // Append adds e to the log inside tx and arranges for it to be published
 // once tx commits. It returns the event's id.
 func (l *Log) Append(ctx context.Context, tx *store.Tx, e Event) (int64, error) {
-	data, err := json.Marshal(e.Body)
+	data, err := e.Body.encode()
 	if err != nil {
 		return 0, fmt.Errorf("events: encode %s: %w", e.Body.Type, err)
 	}
