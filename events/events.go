@@ -161,11 +161,13 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, e Event) (int64, error) 
 		return 0, fmt.Errorf("events: encode %s: %w", e.Body.Type, err)
 	}
 	ts := time.Now().UnixMilli()
-	var id int64
-	err = tx.QueryRowContext(ctx,
-		`INSERT INTO events (ts, audience, room_id, subject_id, target_id, data)
-		 VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		ts, int(e.Audience), nullID(e.RoomID), nullID(e.Subject), nullID(e.Target), data).Scan(&id)
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO events (ts, audience, room_id, subject_id, target_id, data) VALUES (?, ?, ?, ?, ?, ?)`,
+		ts, int(e.Audience), nullID(e.RoomID), nullID(e.Subject), nullID(e.Target), data)
+	if err != nil {
+		return 0, fmt.Errorf("events: append %s: %w", e.Body.Type, err)
+	}
+	id, err := res.LastInsertId()
 	if err != nil {
 		return 0, fmt.Errorf("events: append %s: %w", e.Body.Type, err)
 	}

@@ -180,9 +180,12 @@ func (s *Service) PostDirect(ctx context.Context, u auth.User, to string, c Cont
 // when the caller has read them in tx, or nil.
 func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, members []int64, u auth.User, c Content) (Message, error) {
 	now := time.Now()
-	var id int64
-	err := tx.QueryRowContext(ctx, "INSERT INTO messages (room_id, user_id, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-		r.ID, u.ID, c.Text, c.HTML, now.UnixMilli()).Scan(&id)
+	res, err := tx.ExecContext(ctx, "INSERT INTO messages (room_id, user_id, text, html, created_at) VALUES (?, ?, ?, ?, ?)",
+		r.ID, u.ID, c.Text, c.HTML, now.UnixMilli())
+	if err != nil {
+		return Message{}, fmt.Errorf("messages: post to %s: %w", r.Name, err)
+	}
+	id, err := res.LastInsertId()
 	if err != nil {
 		return Message{}, fmt.Errorf("messages: post to %s: %w", r.Name, err)
 	}
