@@ -8,7 +8,8 @@ import (
 // IDList scans the comma-separated ids that SQLite's group_concat writes,
 // so that a query can return a whole list of ids as one row: fetching a
 // row costs a trip across cgo, and the writer reads lists of thousands.
-// NULL (group_concat of no rows) scans as an empty list.
+// NULL (group_concat of no rows) scans as an empty list; a scanned list is
+// never nil.
 type IDList []int64
 
 // Scan implements sql.Scanner.
@@ -16,7 +17,7 @@ func (l *IDList) Scan(src any) error {
 	var b []byte
 	switch v := src.(type) {
 	case nil:
-		*l = (*l)[:0]
+		*l = IDList{}
 		return nil
 	case []byte:
 		b = v

@@ -19,9 +19,10 @@ func TestIDListScan(t *testing.T) {
 		{"1000000,42", []int64{1000000, 42}},
 		{int64(9), []int64{9}},
 	} {
-		l := IDList{5}
-		if err := l.Scan(tc.src); err != nil || !slices.Equal(l, tc.want) {
-			t.Errorf("Scan(%#v) = %v, %v; want %v", tc.src, l, err, tc.want)
+		for _, l := range []IDList{nil, {5}} {
+			if err := l.Scan(tc.src); err != nil || l == nil || !slices.Equal(l, tc.want) {
+				t.Errorf("Scan(%#v) = %#v, %v; want %v", tc.src, l, err, tc.want)
+			}
 		}
 	}
 	for _, bad := range []any{",", "1,", ",1", "1,,2", "1;2", "-1", "1234567890123456789", 1.5} {
@@ -33,7 +34,8 @@ func TestIDListScan(t *testing.T) {
 }
 
 // SQLite's group_concat of integer ids scans back into the same ids, and
-// of no rows into none.
+// of no rows into none. Every list scanned is non-nil: callers tell "read,
+// and empty" from "not read" by it (events.Event.Members).
 func TestIDListFromSQLite(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), []string{"CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)"})
