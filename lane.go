@@ -289,14 +289,15 @@ func (l *lane) awaitHeld() {
 	}
 }
 
-// waited records how long a poll that had to wait waited: whether the
-// connection is busy. A poll answered at once (a first poll, a catch-up)
-// says nothing about the next one, and changes nothing.
-func (l *lane) waited() { l.busy = time.Since(l.started) < holdAfter }
+// waited records how long a poll that had to wait waited, until now:
+// whether the connection is busy. A poll answered at once (a first poll, a
+// catch-up) says nothing about the next one, and changes nothing.
+func (l *lane) waited(now time.Time) { l.busy = now.Sub(l.started) < holdAfter }
 
 // holdAfter: a connection whose poll was answered within this time is busy,
-// and the goroutine serving it waits for its next poll's answer rather
-// than leave and have a new goroutine started for it.
+// and its next poll that waits is held (the goroutine serving it reads on,
+// and an answer writer writes the answer) rather than parked, which would
+// have a new goroutine started for the answer.
 const holdAfter = time.Second
 
 // deliver is the hub's callback with the poll's answer.
@@ -322,7 +323,7 @@ func (l *lane) deliver(res comet.Result, err error) {
 
 // resume writes a parked poll's answer and serves what follows.
 func (l *lane) resume() {
-	l.waited()
+	l.waited(time.Now())
 	ok := l.answer()
 	l.s.answers.done()
 	if ok {
@@ -359,7 +360,7 @@ func (l *lane) endPoll(b []byte, closing bool, now time.Time) []byte {
 // leaves alone until awaitHeld returns.
 func (l *lane) writeHeld() {
 	now := time.Now()
-	l.busy = now.Sub(l.started) < holdAfter
+	l.waited(now)
 	closing := l.closing || l.s.recycle.draining.Load()
 	bp := outPool.Get().(*[]byte)
 	*bp = l.endPoll((*bp)[:0], closing, now)
