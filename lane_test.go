@@ -389,13 +389,9 @@ func TestLaneHeldPollAnswersBeforeTheNextRequest(t *testing.T) {
 	untilPending(t, e.srv, 1)
 	rc.c.Close()
 	untilPending(t, e.srv, 0)
-	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.lanes() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d lanes open 10 s after the client hung up", e.srv.lanes())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, func() bool { return e.srv.lanes() == 0 }, func() string {
+		return fmt.Sprintf("%d lanes open 10 s after the client hung up", e.srv.lanes())
+	})
 }
 
 // A held poll's goroutine reads on under the deadline set before the poll
@@ -444,20 +440,16 @@ func busyLane(t *testing.T) (*fuzzEnv, string, *rawConn, int64) {
 // client's next request while its poll is held.
 func untilReading(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	buf := make([]byte, 1<<20)
-	for {
+	eventually(t, func() bool {
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		for _, g := range strings.Split(stacks, "\n\n") {
 			if strings.Contains(g, "(*Reader).Peek") && strings.Contains(g, "chatd.(*lane).next") && strings.Contains(g, "IO wait") {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no lane goroutine is reading")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	}, func() string { return "no lane goroutine is reading" })
 }
 
 // lanes returns how many connections the lane serves.
@@ -494,10 +486,19 @@ func hangUpOnWaitingPoll(t *testing.T, e *fuzzEnv, rc *rawConn, cursor int64, wh
 // untilPending waits until the hub holds n pending polls.
 func untilPending(t *testing.T, s *Server, n int) {
 	t.Helper()
+	eventually(t, func() bool { return s.hub.Pending() == n }, func() string {
+		return fmt.Sprintf("pending polls %d, want %d", s.hub.Pending(), n)
+	})
+}
+
+// eventually waits up to 10 s for cond to hold, looking every 5 ms, and
+// fails the test with what report says when it does not.
+func eventually(t *testing.T, cond func() bool, report func() string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.hub.Pending() != n {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("pending polls %d, want %d", s.hub.Pending(), n)
+			t.Fatal(report())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
