@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 func build(ctx context.Context, cfg Config, db *store.DB) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, db: db, stop: make(chan struct{})}
 	s.metrics = newMetrics()
+	db.ObserveCommits(s.metrics.observeCommit)
 	var err error
 	if s.events, err = events.Open(ctx, db, cfg.ReplayWindow); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	events   prometheus.Counter
 	delivery prometheus.Histogram
+	commit   prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -28,13 +29,20 @@ func newMetrics() *metrics {
 		Help:    "Time from an event's publication to the poll answer that carries it.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
 	})
-	m.reg.MustRegister(m.events, m.delivery,
+	m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chatd_store_commit_seconds",
+		Help:    "Time each write transaction's COMMIT took: the WAL append and its fsync, the disk's share of a write's latency.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+	})
+	m.reg.MustRegister(m.events, m.delivery, m.commit,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) observeDelivery(d time.Duration) { m.delivery.Observe(d.Seconds()) }
+
+func (m *metrics) observeCommit(d time.Duration) { m.commit.Observe(d.Seconds()) }
 
 // watch registers the gauges read from the server's live state.
 func (m *metrics) watch(s *Server) {

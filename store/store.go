@@ -47,7 +47,8 @@ type DB struct {
 	closed  bool
 	closing sync.Once
 
-	afterCommit []func() // set before the first write; run by the writer
+	afterCommit []func()              // set before the first write; run by the writer
+	commitTime  func(d time.Duration) // set before the first write; run by the writer
 
 	// Each caller's savepoint, prepared once: run as plain SQL, SQLite
 	// would parse them anew for every caller.
@@ -180,6 +181,13 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 // before the first Write.
 func (db *DB) AfterCommit(fn func()) { db.afterCommit = append(db.afterCommit, fn) }
 
+// ObserveCommits registers fn to be told, after each successful commit, how
+// long the COMMIT itself took: appending the transaction to the WAL and
+// waiting for its fsync (and, now and then, a checkpoint). Those are the
+// disk's share of every write's latency. It must be called before the first
+// Write; fn runs in the writer and must be quick.
+func (db *DB) ObserveCommits(fn func(d time.Duration)) { db.commitTime = fn }
+
 // Reader returns the pool of read-only connections.
 func (db *DB) Reader() *sql.DB { return db.read }
 
@@ -280,10 +288,14 @@ func (db *DB) commit(batch []*request) {
 		}
 		ok++
 	}
+	synced := time.Now()
 	if err := tx.Commit(); err != nil {
 		tx.Rollback()
 		db.failAll(batch, err)
 		return
+	}
+	if db.commitTime != nil {
+		db.commitTime(time.Since(synced))
 	}
 	db.commits.Add(1)
 	db.batched.Add(int64(ok))

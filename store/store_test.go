@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 const testSchema = `CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE);`
@@ -130,5 +131,34 @@ func TestSynchronousFull(t *testing.T) {
 	db.write.QueryRow("PRAGMA foreign_keys").Scan(&mode)
 	if jm != "wal" || sync != 2 || mode != 1 {
 		t.Fatalf("journal_mode=%s synchronous=%d foreign_keys=%d, want wal, 2 (FULL), 1", jm, sync, mode)
+	}
+}
+
+func TestObserveCommitsTimesEachCommit(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), []string{testSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var times []time.Duration // only the writer appends, before Write returns
+	db.ObserveCommits(func(d time.Duration) { times = append(times, d) })
+	ctx := context.Background()
+	for i := range 5 {
+		err := db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO items (v) VALUES (?)", fmt.Sprint(i))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits, _ := db.Stats()
+	if int64(len(times)) != commits || commits < 5 {
+		t.Fatalf("%d commits observed, %d made (want one each, at least 5)", len(times), commits)
+	}
+	for _, d := range times {
+		if d <= 0 {
+			t.Fatalf("commit times %v: each must be positive", times)
+		}
 	}
 }

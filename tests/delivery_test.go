@@ -612,3 +612,19 @@ func (c *client) pollAsync(cursor int64, timeout time.Duration) <-chan *response
 	go func() { ch <- c.do("GET", path, nil) }()
 	return ch
 }
+
+// An operator can tell a slow disk from a slow server: /metrics times each
+// commit's WAL append and fsync.
+func TestMetricsTimeCommits(t *testing.T) {
+	srv := startServer(t)
+	c := register(t, srv, "alice", "password1")
+	before := metric(t, srv, "chatd_store_commit_seconds_count")
+	c.must(201, "POST", "/api/rooms/lobby/messages", map[string]string{"text": "hello"})
+	after := metric(t, srv, "chatd_store_commit_seconds_count")
+	if before < 1 || after <= before {
+		t.Fatalf("commits timed: %v after signing up, %v after posting; want at least one each time, and more after", before, after)
+	}
+	if sum := metric(t, srv, "chatd_store_commit_seconds_sum"); sum <= 0 {
+		t.Fatalf("commit time sum %v, want > 0", sum)
+	}
+}
