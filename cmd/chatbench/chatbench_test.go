@@ -258,3 +258,34 @@ func TestReplotRoundTrip(t *testing.T) {
 		t.Error("replotted chart differs")
 	}
 }
+
+func TestCommitHistogram(t *testing.T) {
+	read := func(c1, c5, c20, cInf, sum float64) commitHist {
+		text := fmt.Sprintf("# TYPE chatd_store_commit_seconds histogram\n"+
+			"chatd_store_commit_seconds_bucket{le=\"0.001\"} %g\n"+
+			"chatd_store_commit_seconds_bucket{le=\"0.005\"} %g\n"+
+			"chatd_store_commit_seconds_bucket{le=\"0.02\"} %g\n"+
+			"chatd_store_commit_seconds_bucket{le=\"+Inf\"} %g\n"+
+			"chatd_store_commit_seconds_sum %g\nchatd_store_commit_seconds_count %g\n", c1, c5, c20, cInf, sum, cInf)
+		h, ok := parseCommitHist([]byte(text))
+		if !ok {
+			t.Fatalf("histogram not found in\n%s", text)
+		}
+		return h
+	}
+	before := read(10, 10, 10, 10, 0.005)
+	after := read(900, 985, 1001, 1010, 2.005)
+	s := after.minus(before).summary()
+	if s.Commits != 1000 || s.Over5 != 25 || s.Over20 != 9 || s.P99Ms != 20 || s.MeanMs != 2 {
+		t.Errorf("summary of 1,000 commits = %+v, want 25 over 5 ms, 9 over 20 ms, p99 ≤ 20 ms, mean 2 ms", s)
+	}
+	if s := read(900, 985, 989, 1000, 2).summary(); s.P99Ms != -1 {
+		t.Errorf("p99 beyond the last bucket reads %v ms, want -1", s.P99Ms)
+	}
+	if s2 := after.minus(before).plus(after.minus(before)).summary(); s2.Commits != 2000 || s2.Over5 != 50 {
+		t.Errorf("two windows added = %+v, want 2,000 commits, 50 over 5 ms", s2)
+	}
+	if _, ok := parseCommitHist([]byte("chatd_long_polls_pending 3\n")); ok {
+		t.Error("found a histogram where there is none")
+	}
+}

@@ -126,6 +126,7 @@ type config struct {
 	jsonOut    string
 	quietLoad  float64
 	quietWait  time.Duration
+	fsyncProbe time.Duration
 	cpuProfile string
 	note       string
 	replot     string
@@ -201,6 +202,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.jsonOut, "json", "", "write all results as JSON to this file")
 	fs.Float64Var(&cfg.quietLoad, "quiet-load", 0, "before each scenario, wait for the 1-minute load average to fall below this (0: don't wait)")
 	fs.DurationVar(&cfg.quietWait, "quiet-wait", 2*time.Minute, "longest wait for -quiet-load")
+	fs.DurationVar(&cfg.fsyncProbe, "fsync-probe", 3*time.Second, "before each scenario on a server that stores to disk, time fsyncs in its data directory for this long (0: don't)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the harness's own CPU profile here")
 	fs.StringVar(&cfg.replot, "replot", "", "make the report and chart again from a run recorded with -json, without measuring")
 	fs.StringVar(&cfg.note, "note", "", "a line to print under the report's heading, e.g. the chatd commit measured")

@@ -25,7 +25,8 @@ type stepStats struct {
 	acked      atomic.Int64
 	postErrors atomic.Int64
 
-	win windowResult // server and harness resources over the step
+	win     windowResult // server and harness resources over the step
+	commits *commitHist  // the server's commits over the step, if it times them
 }
 
 // phaseStats counts one phase of one scenario on one system.
@@ -251,6 +252,7 @@ func (ph *phase) post(steps []step, judge func(k int) bool) {
 	for k := range steps {
 		pause(ph.ctx, time.Until(starts[k]))
 		ph.curStep.Store(int32(k))
+		h0, timed := ph.sys.commitTimes(ph.ctx)
 		w := openWindow(ph.sys.procs())
 		end := time.NewTimer(time.Until(starts[k].Add(steps[k].dur)))
 		select {
@@ -264,6 +266,10 @@ func (ph *phase) post(steps []step, judge func(k int) bool) {
 			ph.stats.noteError("measure: " + err.Error())
 		}
 		ph.stats.steps[k].win = res
+		if h1, ok := ph.sys.commitTimes(ph.ctx); timed && ok {
+			d := h1.minus(h0)
+			ph.stats.steps[k].commits = &d
+		}
 		if judge != nil && !judge(k) {
 			ph.lastStep.Store(int32(k + 1))
 			break

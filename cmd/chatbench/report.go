@@ -174,6 +174,18 @@ func (rp *report) markdown() string {
 	b.WriteString("\n### Conditions\n\n")
 	for _, r := range rp.rec.Results {
 		fmt.Fprintf(&b, "- %s on %s: load average %.2f at start", r.Scenario, r.System, r.Load1)
+		if p := r.Fsync; p != nil {
+			fmt.Fprintf(&b, "; fsync probe before it (64 KiB every 2 ms): p50 %s ms, p99 %s ms, max %s ms, %s of %s over 5 ms",
+				num(p.P50Ms), num(p.P99Ms), num(p.MaxMs), thousands(int64(p.Over5)), thousands(int64(p.Syncs)))
+		}
+		if c := r.Commits; c != nil && c.Commits > 0 {
+			p99 := "≤ " + num(c.P99Ms)
+			if c.P99Ms < 0 {
+				p99 = "beyond the last bucket,"
+			}
+			fmt.Fprintf(&b, "; its commits while measured: %s, mean %s ms, p99 %s ms, %s over 5 ms, %s over 20 ms",
+				thousands(c.Commits), num(c.MeanMs), p99, thousands(c.Over5), thousands(c.Over20))
+		}
 		if r.Failed != "" {
 			fmt.Fprintf(&b, "; **failed**: %s", oneLine(r.Failed))
 		}

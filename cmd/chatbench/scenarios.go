@@ -10,13 +10,18 @@ import (
 
 // result is what one scenario measured on one system.
 type result struct {
-	Scenario string       `json:"scenario"`
-	System   string       `json:"system"`
-	Load1    float64      `json:"load1"` // one-minute load average when it started
-	Metrics  []metric     `json:"metrics"`
-	Steps    []stepResult `json:"steps,omitempty"`
-	Errors   []string     `json:"errors,omitempty"`
-	Failed   string       `json:"failed,omitempty"`
+	Scenario string  `json:"scenario"`
+	System   string  `json:"system"`
+	Load1    float64 `json:"load1"` // one-minute load average when it started
+	// Fsync is the probe of the server's data directory before the
+	// scenario; Commits the server's own commit times over the measured
+	// steps (both only for a server that stores to disk).
+	Fsync   *fsyncProbe    `json:"fsync_probe,omitempty"`
+	Commits *commitSummary `json:"commits,omitempty"`
+	Metrics []metric       `json:"metrics"`
+	Steps   []stepResult   `json:"steps,omitempty"`
+	Errors  []string       `json:"errors,omitempty"`
+	Failed  string         `json:"failed,omitempty"`
 }
 
 // metric is one figure of a result. Better says which way is good: +1
@@ -117,6 +122,15 @@ func botsNeeded(cfg *config) int {
 func runScenario(ctx context.Context, cfg *config, sys system, name string, log *slog.Logger) result {
 	waitQuiet(ctx, cfg, log)
 	res := result{Scenario: name, System: sys.name(), Load1: loadAvg()}
+	if dir := sys.dataDir(); dir != "" && cfg.fsyncProbe > 0 {
+		p, err := probeFsync(ctx, dir, cfg.fsyncProbe)
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		} else {
+			res.Fsync = &p
+			log.Info("fsync probe", "dir", dir, "p50_ms", p.P50Ms, "p99_ms", p.P99Ms, "max_ms", p.MaxMs)
+		}
+	}
 	log.Info("scenario start", "scenario", name, "system", sys.name(), "load1", res.Load1)
 	start := time.Now()
 	var err error
@@ -216,6 +230,20 @@ func finish(res *result, ph *phase) {
 		zero("errors", s.pollErrs.Load()+postErrs),
 	)
 	res.Errors = append(res.Errors, s.errorSamples(8)...)
+	var all commitHist
+	timed := false
+	for k, st := range s.steps {
+		if k >= int(ph.lastStep.Load()) {
+			break
+		}
+		if st.commits != nil {
+			all, timed = all.plus(*st.commits), true
+		}
+	}
+	if timed {
+		c := all.summary()
+		res.Commits = &c
+	}
 }
 
 // stepResults turns a phase's step counters into results.

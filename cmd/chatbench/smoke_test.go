@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,8 +22,8 @@ func (w testLog) Write(p []byte) (int, error) {
 }
 
 // runSmokeCheck runs chatbench -smoke with extra flags and fails the test
-// unless it exits 0.
-func runSmokeCheck(t *testing.T, args ...string) {
+// unless it exits 0. It returns the report.
+func runSmokeCheck(t *testing.T, args ...string) string {
 	t.Helper()
 	cfg, err := parseFlags(append([]string{"-smoke"}, args...))
 	if err != nil {
@@ -37,6 +38,7 @@ func runSmokeCheck(t *testing.T, args ...string) {
 		t.Fatalf("chatbench -smoke exited %d: %v\n%s", code, err, out.String())
 	}
 	t.Log(out.String())
+	return out.String()
 }
 
 // TestSmokeChatd builds chatd, starts it, and runs the smoke scenario: a
@@ -56,7 +58,13 @@ func TestSmokeChatd(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/chatd: %v\n%s", err, out)
 	}
-	runSmokeCheck(t, "-chatd-bin", bin)
+	report := runSmokeCheck(t, "-chatd-bin", bin, "-fsync-probe", "500ms")
+	// The disk's share is reported beside the figures it explains.
+	for _, want := range []string{"fsync probe before it", "its commits while measured"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report's conditions lack %q", want)
+		}
+	}
 }
 
 // TestSmokeNchan runs the same check against nchan where nginx and the

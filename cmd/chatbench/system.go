@@ -42,6 +42,11 @@ type system interface {
 	postAccepted(status int) bool
 	// held returns the number of long-polls the server reports it holds.
 	held(ctx context.Context) (int, error)
+	// commitTimes reads the server's histogram of commit times, if it
+	// keeps one.
+	commitTimes(ctx context.Context) (commitHist, bool)
+	// dataDir is the directory of the server's database ("" for none).
+	dataDir() string
 	// stop stops the server if chatbench started it.
 	stop() error
 }

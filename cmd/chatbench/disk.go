@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// The disk's share of a durable server's latency, measured two ways: chatd's
+// own timing of its commits over each measured window, and a probe of the
+// data directory's fsync before each scenario, which tells what the disk
+// alone does to a writer that syncs a small append every few milliseconds.
+
+// commitMetric is chatd's histogram of COMMIT times (the WAL append and
+// its fsync).
+const commitMetric = "chatd_store_commit_seconds"
+
+// commitHist is a cumulative Prometheus histogram as /metrics shows it:
+// counts[i] commits took at most le[i] seconds.
+type commitHist struct {
+	le     []float64
+	counts []float64
+	sum    float64
+	n      float64
+}
+
+// parseCommitHist reads commitMetric's buckets, sum and count from
+// Prometheus text. ok is false when the histogram is not there.
+func parseCommitHist(text []byte) (h commitHist, ok bool) {
+	bucket := []byte(commitMetric + `_bucket{le="`)
+	h.sum, _ = metricValue(text, commitMetric+"_sum")
+	h.n, ok = metricValue(text, commitMetric+"_count")
+	for len(text) > 0 {
+		line := text
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = nil
+		}
+		if rest, found := bytes.CutPrefix(line, bucket); found {
+			end := bytes.IndexByte(rest, '"')
+			if end < 0 || end+2 > len(rest) {
+				continue
+			}
+			f := bytes.Fields(rest[end+2:]) // after `"}`
+			if len(f) != 1 {
+				continue
+			}
+			le, err1 := strconv.ParseFloat(string(rest[:end]), 64)
+			c, err2 := strconv.ParseFloat(string(f[0]), 64)
+			if err1 == nil && err2 == nil {
+				h.le = append(h.le, le)
+				h.counts = append(h.counts, c)
+			}
+		}
+	}
+	return h, ok && len(h.le) > 0
+}
+
+// minus returns the commits of h that are not in the earlier reading o.
+func (h commitHist) minus(o commitHist) commitHist {
+	d := commitHist{le: slices.Clone(h.le), counts: slices.Clone(h.counts), sum: h.sum - o.sum, n: h.n - o.n}
+	if len(o.counts) == len(d.counts) {
+		for i := range d.counts {
+			d.counts[i] -= o.counts[i]
+		}
+	}
+	return d
+}
+
+// plus adds the commits of o (read with the same buckets) to h.
+func (h commitHist) plus(o commitHist) commitHist {
+	if len(h.le) == 0 {
+		return o.minus(commitHist{})
+	}
+	d := h.minus(commitHist{})
+	if len(o.counts) == len(d.counts) {
+		for i := range d.counts {
+			d.counts[i] += o.counts[i]
+		}
+		d.sum += o.sum
+		d.n += o.n
+	}
+	return d
+}
+
+// commitSummary is what a report says about the commits of a window.
+type commitSummary struct {
+	Commits int64   `json:"commits"`
+	MeanMs  float64 `json:"mean_ms"`
+	// P99Ms is the upper bound of the bucket holding the 99th percentile
+	// (-1 when it is beyond the last bucket).
+	P99Ms  float64 `json:"p99_at_most_ms"`
+	Over5  int64   `json:"over_5ms"`  // commits that took more than 5 ms
+	Over20 int64   `json:"over_20ms"` //
+}
+
+// summary reduces h for a report.
+func (h commitHist) summary() commitSummary {
+	s := commitSummary{Commits: int64(h.n), P99Ms: -1}
+	if h.n <= 0 {
+		return s
+	}
+	s.MeanMs = h.sum / h.n * 1000
+	for i, le := range h.le {
+		if h.counts[i] >= 0.99*h.n {
+			if !math.IsInf(le, 1) {
+				s.P99Ms = le * 1000
+			}
+			break
+		}
+	}
+	s.Over5 = int64(h.n - h.at(0.005))
+	s.Over20 = int64(h.n - h.at(0.020))
+	return s
+}
+
+// at returns how many commits took at most le seconds (le must be a bucket
+// bound; otherwise the next smaller bound counts).
+func (h commitHist) at(le float64) float64 {
+	var c float64
+	for i, b := range h.le {
+		if b > le {
+			break
+		}
+		c = h.counts[i]
+	}
+	return c
+}
+
+// fsyncProbe is what the data directory's disk did when asked to sync a
+// small append every few milliseconds.
+type fsyncProbe struct {
+	Syncs int     `json:"syncs"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	Over5 int     `json:"over_5ms"`
+}
+
+// probeFsync appends 64 KiB to a file in dir and fdatasyncs it, every 2 ms,
+// for dur: about one small commit's worth of WAL, at the pace of the
+// many-rooms scenario. The file is removed afterwards.
+func probeFsync(ctx context.Context, dir string, dur time.Duration) (fsyncProbe, error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return fsyncProbe{}, fmt.Errorf("fsync probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var took []time.Duration
+	end := time.Now().Add(dur)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if _, err := f.Write(buf); err != nil {
+			return fsyncProbe{}, fmt.Errorf("fsync probe: write %s: %w", filepath.Base(f.Name()), err)
+		}
+		t := time.Now()
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return fsyncProbe{}, fmt.Errorf("fsync probe: fdatasync: %w", err)
+		}
+		took = append(took, time.Since(t))
+		time.Sleep(2 * time.Millisecond) // the pace being probed, not a wait for a condition
+	}
+	if len(took) == 0 {
+		return fsyncProbe{}, fmt.Errorf("fsync probe: no sync in %v", dur)
+	}
+	slices.Sort(took)
+	n := len(took)
+	p := fsyncProbe{Syncs: n, P50Ms: ms(took[n/2]), P99Ms: ms(took[n*99/100]), MaxMs: ms(took[n-1])}
+	for _, d := range took {
+		if d > 5*time.Millisecond {
+			p.Over5++
+		}
+	}
+	return p, nil
+}
+
+// commitTimes reads chatd's commit histogram. ok is false when the server
+// does not export it (or /metrics cannot be read).
+func (c *chatdSystem) commitTimes(ctx context.Context) (commitHist, bool) {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	req := appendRequest(nil, "GET", "/metrics", c.addr, nil, "", nil)
+	r, err := c.ctl.roundTrip(req, 10*time.Second)
+	if err != nil || r.status != 200 {
+		return commitHist{}, false
+	}
+	return parseCommitHist(r.body)
+}
+
+// dataDir is where chatbench put chatd's database ("" when it attached to
+// a running chatd).
+func (c *chatdSystem) dataDir() string {
+	if c.srv == nil {
+		return ""
+	}
+	return c.srv.dir
+}
+
+// commitTimes: nchan keeps its messages in memory and commits nothing.
+func (n *nchanSystem) commitTimes(ctx context.Context) (commitHist, bool) { return commitHist{}, false }
+
+// dataDir: nchan stores nothing, so there is no disk to probe.
+func (n *nchanSystem) dataDir() string { return "" }
