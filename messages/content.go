@@ -110,6 +110,14 @@ var urlRE = regexp.MustCompile(`(?i)\b(?:https?://|www\.)[^\s<>"'` + "`" + `]*[^
 // linkify escapes text for HTML, turns URLs into links and newlines into
 // <br>.
 func linkify(text string) string {
+	if !mayLink(text) {
+		return escapeLines(text)
+	}
+	return linkifyMatches(text)
+}
+
+// linkifyMatches is linkify with the expression run over all of text.
+func linkifyMatches(text string) string {
 	var b strings.Builder
 	last := 0
 	for _, m := range urlRE.FindAllStringIndex(text, -1) {
@@ -132,4 +140,24 @@ func linkify(text string) string {
 
 func escapeLines(s string) string {
 	return strings.ReplaceAll(html.EscapeString(s), "\n", "<br>")
+}
+
+// mayLink reports whether text could hold a link that urlRE finds: every
+// one starts with "http" or "www." in some mix of cases. Most messages
+// have none, and this scan costs a small part of what the expression does
+// to find that out.
+func mayLink(text string) bool {
+	for i := 0; i+4 <= len(text); i++ {
+		switch text[i] | 0x20 { // ASCII lower case
+		case 'h':
+			if strings.EqualFold(text[i:i+4], "http") {
+				return true
+			}
+		case 'w':
+			if strings.EqualFold(text[i:i+4], "www.") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -280,3 +280,43 @@ func FuzzDecodeContent(f *testing.F) {
 		}
 	})
 }
+
+// linkTexts have a link in every case that urlRE finds, and near-misses.
+var linkTexts = []string{
+	"see https://example.org/a.",
+	"HTTP://EXAMPLE.ORG and Www.Example.Org/x?y=1",
+	"httpx://nope and wwwx.nope and www-nope",
+	"ends with http",
+	"ends with www.",
+	"no links at all, just words: whatever, httpd, www",
+	"h",
+	"",
+}
+
+// Messages without a link skip the regular expression; the HTML must be
+// what the expression alone makes of them.
+func TestLinkifyShortcutAgreesWithTheExpression(t *testing.T) {
+	for _, text := range append(append([]string{}, linkTexts...), xssVectors...) {
+		if urlRE.MatchString(text) && !mayLink(text) {
+			t.Errorf("mayLink(%q) is false, but urlRE finds a link", text)
+		}
+		if got, want := linkify(text), linkifyMatches(text); got != want {
+			t.Errorf("linkify(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
+func BenchmarkFromText(b *testing.B) {
+	for _, bc := range []struct{ name, text string }{
+		{"plain", "lunch at noon? the usual place, the one by the river, and bring the notes from yesterday's meeting please"},
+		{"link", "the notes from yesterday's meeting are at https://example.org/notes/2026-11-21 if you missed it"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := FromText(bc.text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
