@@ -320,3 +320,27 @@ func BenchmarkFromText(b *testing.B) {
 		})
 	}
 }
+
+// FromText's HTML is what the policy makes of the escaped text, whether or
+// not the policy was run on it.
+func TestPlainTextNeedsNoSanitizer(t *testing.T) {
+	texts := append([]string{
+		"plain words",
+		`quotes ' and " and & and < and >`,
+		"&amp;lt; &#x3C;script&#x3E; &lt;b&gt; &#0; &nbsp; &unknown;",
+		"unicode: é ✓ 😀 \u00a0 \ufeff zero\u200bwidth",
+		"tabs\tinside",
+		"two\nlines",
+		"a link https://example.org/?a=1&b=<2>",
+	}, xssVectors...)
+	for _, text := range texts {
+		c, err := FromText(text)
+		if err != nil {
+			t.Fatalf("FromText(%q): %v", text, err)
+		}
+		clean, _ := cleanText(text)
+		if want := policy.Sanitize(linkify(clean)); c.HTML != want {
+			t.Errorf("FromText(%q).HTML = %q, the policy gives %q", text, c.HTML, want)
+		}
+	}
+}
