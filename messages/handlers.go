@@ -1,7 +1,6 @@
 package messages
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -66,8 +65,10 @@ func DecodeContent(b []byte) (Content, error) {
 }
 
 func writeMessage(w http.ResponseWriter, status int, m Message) {
-	w.Header().Set("Location", fmt.Sprintf("/api/messages/%d", m.ID))
-	api.WriteJSON(w, status, map[string]any{"message": m.View()})
+	w.Header().Set("Location", "/api/messages/"+strconv.FormatInt(m.ID, 10))
+	api.WriteJSON(w, status, struct {
+		Message JSON `json:"message"`
+	}{m.View()})
 }
 
 func (s *Service) handlePost(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
