@@ -276,11 +276,14 @@ func TestCommitHistogram(t *testing.T) {
 	before := read(10, 10, 10, 10, 0.005)
 	after := read(900, 985, 1001, 1010, 2.005)
 	s := after.minus(before).summary()
-	if s.Commits != 1000 || s.Over5 != 25 || s.Over20 != 9 || s.P99Ms != 20 || s.MeanMs != 2 {
-		t.Errorf("summary of 1,000 commits = %+v, want 25 over 5 ms, 9 over 20 ms, p99 ≤ 20 ms, mean 2 ms", s)
+	if s.Commits != 1000 || s.Over5 != 25 || s.Over20 != 9 || s.P99Ms != 20 || s.MeanMs != 2 || s.SlowestMs != -1 {
+		t.Errorf("summary of 1,000 commits = %+v, want 25 over 5 ms, 9 over 20 ms, p99 ≤ 20 ms, mean 2 ms, slowest beyond the buckets", s)
 	}
 	if s := read(900, 985, 989, 1000, 2).summary(); s.P99Ms != -1 {
 		t.Errorf("p99 beyond the last bucket reads %v ms, want -1", s.P99Ms)
+	}
+	if s := read(900, 1000, 1000, 1000, 2).summary(); s.SlowestMs != 5 || s.P99Ms != 5 {
+		t.Errorf("all within 5 ms: p99 %v ms, slowest %v ms, want both ≤ 5", s.P99Ms, s.SlowestMs)
 	}
 	if s2 := after.minus(before).plus(after.minus(before)).summary(); s2.Commits != 2000 || s2.Over5 != 50 {
 		t.Errorf("two windows added = %+v, want 2,000 commits, 50 over 5 ms", s2)

@@ -100,26 +100,37 @@ type commitSummary struct {
 	P99Ms  float64 `json:"p99_at_most_ms"`
 	Over5  int64   `json:"over_5ms"`  // commits that took more than 5 ms
 	Over20 int64   `json:"over_20ms"` //
+	// SlowestMs is the upper bound of the bucket holding the slowest
+	// commit (-1 when it is beyond the last bucket).
+	SlowestMs float64 `json:"slowest_at_most_ms"`
 }
 
 // summary reduces h for a report.
 func (h commitHist) summary() commitSummary {
-	s := commitSummary{Commits: int64(h.n), P99Ms: -1}
+	s := commitSummary{Commits: int64(h.n), P99Ms: -1, SlowestMs: -1}
 	if h.n <= 0 {
 		return s
 	}
 	s.MeanMs = h.sum / h.n * 1000
-	for i, le := range h.le {
-		if h.counts[i] >= 0.99*h.n {
-			if !math.IsInf(le, 1) {
-				s.P99Ms = le * 1000
-			}
-			break
-		}
-	}
+	s.P99Ms = h.bound(0.99 * h.n)
+	s.SlowestMs = h.bound(h.n)
 	s.Over5 = int64(h.n - h.at(0.005))
 	s.Over20 = int64(h.n - h.at(0.020))
 	return s
+}
+
+// bound returns the upper bound, in milliseconds, of the first bucket that
+// holds at least n commits (-1 when only the +Inf bucket does).
+func (h commitHist) bound(n float64) float64 {
+	for i, le := range h.le {
+		if h.counts[i] >= n {
+			if math.IsInf(le, 1) {
+				return -1
+			}
+			return le * 1000
+		}
+	}
+	return -1
 }
 
 // at returns how many commits took at most le seconds (le must be a bucket

@@ -179,12 +179,14 @@ func (rp *report) markdown() string {
 				num(p.P50Ms), num(p.P99Ms), num(p.MaxMs), thousands(int64(p.Over5)), thousands(int64(p.Syncs)))
 		}
 		if c := r.Commits; c != nil && c.Commits > 0 {
-			p99 := "≤ " + num(c.P99Ms)
-			if c.P99Ms < 0 {
-				p99 = "beyond the last bucket,"
+			bound := func(ms float64) string {
+				if ms < 0 {
+					return "beyond the last bucket"
+				}
+				return "≤ " + num(ms) + " ms"
 			}
-			fmt.Fprintf(&b, "; its commits while measured: %s, mean %s ms, p99 %s ms, %s over 5 ms, %s over 20 ms",
-				thousands(c.Commits), num(c.MeanMs), p99, thousands(c.Over5), thousands(c.Over20))
+			fmt.Fprintf(&b, "; its commits while measured: %s, mean %s ms, p99 %s, slowest %s, %s over 5 ms, %s over 20 ms",
+				thousands(c.Commits), num(c.MeanMs), bound(c.P99Ms), bound(c.SlowestMs), thousands(c.Over5), thousands(c.Over20))
 		}
 		if r.Failed != "" {
 			fmt.Fprintf(&b, "; **failed**: %s", oneLine(r.Failed))
