@@ -391,13 +391,8 @@ func (c *chatdSystem) held(ctx context.Context) (int, error) {
 
 // metricValue finds an unlabelled sample of name in Prometheus text.
 func metricValue(text []byte, name string) (float64, bool) {
-	for len(text) > 0 {
-		line := text
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = nil
-		}
+	for line := range bytes.Lines(text) {
+		line = bytes.TrimRight(line, "\n")
 		if !bytes.HasPrefix(line, []byte(name)) || len(line) <= len(name) || line[len(name)] != ' ' {
 			continue
 		}

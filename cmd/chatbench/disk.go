@@ -37,14 +37,8 @@ func parseCommitHist(text []byte) (h commitHist, ok bool) {
 	bucket := []byte(commitMetric + `_bucket{le="`)
 	h.sum, _ = metricValue(text, commitMetric+"_sum")
 	h.n, ok = metricValue(text, commitMetric+"_count")
-	for len(text) > 0 {
-		line := text
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = nil
-		}
-		if rest, found := bytes.CutPrefix(line, bucket); found {
+	for line := range bytes.Lines(text) {
+		if rest, found := bytes.CutPrefix(bytes.TrimRight(line, "\n"), bucket); found {
 			end := bytes.IndexByte(rest, '"')
 			if end < 0 || end+2 > len(rest) {
 				continue
