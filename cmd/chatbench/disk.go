@@ -58,30 +58,36 @@ func parseCommitHist(text []byte) (h commitHist, ok bool) {
 	return h, ok && len(h.le) > 0
 }
 
-// minus returns the commits of h that are not in the earlier reading o.
-func (h commitHist) minus(o commitHist) commitHist {
-	d := commitHist{le: slices.Clone(h.le), counts: slices.Clone(h.counts), sum: h.sum - o.sum, n: h.n - o.n}
-	if len(o.counts) == len(d.counts) {
-		for i := range d.counts {
-			d.counts[i] -= o.counts[i]
-		}
-	}
-	return d
+func (h commitHist) clone() commitHist {
+	return commitHist{le: slices.Clone(h.le), counts: slices.Clone(h.counts), sum: h.sum, n: h.n}
 }
 
-// plus adds the commits of o (read with the same buckets) to h.
+// minus returns the commits of h that are not in o, an earlier reading of
+// the same histogram.
+func (h commitHist) minus(o commitHist) commitHist {
+	return h.add(o, -1)
+}
+
+// plus returns the commits of h and of o, read with the same buckets (h
+// may be empty).
 func (h commitHist) plus(o commitHist) commitHist {
 	if len(h.le) == 0 {
-		return o.minus(commitHist{})
+		return o.clone()
 	}
-	d := h.minus(commitHist{})
-	if len(o.counts) == len(d.counts) {
-		for i := range d.counts {
-			d.counts[i] += o.counts[i]
-		}
-		d.sum += o.sum
-		d.n += o.n
+	return h.add(o, +1)
+}
+
+// add returns h with sign times o's counts added, bucket by bucket.
+func (h commitHist) add(o commitHist, sign float64) commitHist {
+	d := h.clone()
+	if len(o.counts) != len(d.counts) {
+		return d // different buckets: nothing to add
 	}
+	for i := range d.counts {
+		d.counts[i] += sign * o.counts[i]
+	}
+	d.sum += sign * o.sum
+	d.n += sign * o.n
 	return d
 }
 
@@ -91,9 +97,10 @@ type commitSummary struct {
 	MeanMs  float64 `json:"mean_ms"`
 	// P99Ms is the upper bound of the bucket holding the 99th percentile
 	// (-1 when it is beyond the last bucket).
-	P99Ms  float64 `json:"p99_at_most_ms"`
-	Over5  int64   `json:"over_5ms"`  // commits that took more than 5 ms
-	Over20 int64   `json:"over_20ms"` //
+	P99Ms float64 `json:"p99_at_most_ms"`
+	// Over5 and Over20 count the commits that took more than 5 and 20 ms.
+	Over5  int64 `json:"over_5ms"`
+	Over20 int64 `json:"over_20ms"`
 	// SlowestMs is the upper bound of the bucket holding the slowest
 	// commit (-1 when it is beyond the last bucket).
 	SlowestMs float64 `json:"slowest_at_most_ms"`
