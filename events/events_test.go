@@ -86,7 +86,9 @@ func TestPruneMovesTheFloor(t *testing.T) {
 	}
 	for rows.Next() {
 		var id int64
-		rows.Scan(&id)
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
 		left = append(left, id)
 	}
 	rows.Close()

@@ -281,7 +281,7 @@ func FuzzDecodeContent(f *testing.F) {
 	})
 }
 
-// linkTexts have a link in every case that urlRE finds, and near-misses.
+// linkTexts hold links in the forms urlRE finds, and near misses.
 var linkTexts = []string{
 	"see https://example.org/a.",
 	"HTTP://EXAMPLE.ORG and Www.Example.Org/x?y=1",
