@@ -259,6 +259,15 @@ func FuzzContent(f *testing.F) {
 		if again := policy.Sanitize(c.HTML); again != c.HTML {
 			t.Fatalf("sanitizing twice changes %q to %q", c.HTML, again)
 		}
+		// Text's shortcuts (no link expression without "http" or "www.",
+		// no policy without markup) change nothing: the HTML is what the
+		// expression and the policy make of the text.
+		if !asHTML {
+			clean, _ := cleanText(in)
+			if want := policy.Sanitize(linkifyMatches(clean)); c.HTML != want {
+				t.Fatalf("FromText(%q).HTML = %q, the expression and the policy give %q", in, c.HTML, want)
+			}
+		}
 	})
 }
 
