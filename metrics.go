@@ -18,6 +18,10 @@ type metrics struct {
 	commit   prometheus.Histogram
 }
 
+// latencyBuckets are the bounds, in seconds, of the latency histograms:
+// from half a millisecond to the seconds of an overloaded server or disk.
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5}
+
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.events = prometheus.NewCounter(prometheus.CounterOpts{
@@ -27,12 +31,12 @@ func newMetrics() *metrics {
 	m.delivery = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chatd_delivery_latency_seconds",
 		Help:    "Time from an event's publication to the poll answer that carries it.",
-		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+		Buckets: latencyBuckets,
 	})
 	m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chatd_store_commit_seconds",
 		Help:    "Time each write transaction's COMMIT took: the WAL append and its fsync, the disk's share of a write's latency.",
-		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+		Buckets: latencyBuckets,
 	})
 	m.reg.MustRegister(m.events, m.delivery, m.commit,
 		collectors.NewGoCollector(),
