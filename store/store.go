@@ -293,14 +293,14 @@ func (db *DB) commit(batch []*request) {
 		}
 		ok++
 	}
-	synced := time.Now()
+	committing := time.Now()
 	if err := tx.Commit(); err != nil {
 		tx.Rollback()
 		db.failAll(batch, err)
 		return
 	}
 	if db.commitTime != nil {
-		db.commitTime(time.Since(synced))
+		db.commitTime(time.Since(committing))
 	}
 	db.commits.Add(1)
 	db.batched.Add(int64(ok))
