@@ -2,9 +2,10 @@
 //
 // Readers use a pool of connections. Every write goes through Write, which
 // hands the work to a single writer goroutine. The writer runs the work of
-// many concurrent callers in one transaction, each inside its own savepoint,
-// and commits them with a single fsync (synchronous=FULL). A caller's work
-// that fails is rolled back to its savepoint without disturbing the others.
+// many concurrent callers in one transaction and commits them with a single
+// fsync (synchronous=FULL). A caller's work that fails is taken back
+// without disturbing the others: the transaction is run again with each
+// caller inside its own savepoint.
 // Callbacks registered with Tx.OnCommit run in commit order after the commit
 // succeeded, and then the hooks registered with AfterCommit, once per
 // transaction: that is where events are published, a whole commit at a
@@ -49,6 +50,7 @@ type DB struct {
 
 	afterCommit []func()              // set before the first write; run by the writer
 	commitTime  func(d time.Duration) // set before the first write; run by the writer
+	isolate     bool                  // owned by the writer: the last batch had a failure
 
 	// Each caller's savepoint, prepared once: run as plain SQL, SQLite
 	// would parse them anew for every caller.
@@ -198,8 +200,12 @@ func (db *DB) Reader() *sql.DB { return db.read }
 
 // Write runs fn in the writer's transaction and returns once the transaction
 // committed to disk (or failed). fn must do only database work: it shares a
-// transaction with other callers. When fn returns an error its changes are
-// rolled back and the error is returned; when the commit fails every
+// transaction with other callers, and it may run more than once: when
+// another caller's work in the same transaction fails, the transaction is
+// rolled back and run again. So fn's only effects outside the database are
+// the values it assigns and the callbacks it registers with OnCommit, and
+// only those of its last run count. When fn returns an error its changes
+// are rolled back and the error is returned; when the commit fails every
 // caller gets an error wrapping ErrUnavailable. If ctx ends while the work
 // is still queued, the work is dropped and ctx's error returned; once it has
 // started it runs to completion.
@@ -255,13 +261,58 @@ func (db *DB) writer() {
 	}
 }
 
-// commit runs one group transaction.
+// commit runs one group transaction. It first runs every caller's work
+// straight through, which costs nothing beyond the work itself. Should one
+// caller fail, that transaction is rolled back and the batch is run again
+// with each caller in its own savepoint, so that the failure takes back
+// only its own changes. While failures keep coming, batches go straight to
+// savepoints, so that no batch is run twice in a row.
 func (db *DB) commit(batch []*request) {
+	if !db.isolate && db.commitPlain(batch) {
+		return
+	}
+	db.isolate = db.commitIsolated(batch)
+}
+
+// commitPlain runs the batch without savepoints and commits it. It returns
+// false, having rolled everything back and answered no one, when a caller's
+// work failed and the batch must be run again one savepoint at a time.
+// A batch of one needs no second run: its caller's failure is the
+// transaction's.
+func (db *DB) commitPlain(batch []*request) bool {
 	ctx := context.Background()
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		db.failAll(batch, err)
-		return
+		return true
+	}
+	for _, r := range batch {
+		r.tx = Tx{Tx: tx}
+		if err := runSafely(ctx, r); err != nil {
+			tx.Rollback()
+			if len(batch) > 1 {
+				return false
+			}
+			if isStorageErr(err) {
+				err = db.unavailable(err)
+			}
+			r.answer(err)
+			return true
+		}
+	}
+	db.finish(tx, batch, len(batch))
+	return true
+}
+
+// commitIsolated runs the batch with each caller in its own savepoint: a
+// caller whose work fails is rolled back to it and answered with its error,
+// and the others commit. It reports whether a caller's work failed.
+func (db *DB) commitIsolated(batch []*request) (failed bool) {
+	ctx := context.Background()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		db.failAll(batch, err)
+		return true
 	}
 	savepoint := tx.StmtContext(ctx, db.savepoint)
 	release := tx.StmtContext(ctx, db.release)
@@ -269,15 +320,17 @@ func (db *DB) commit(batch []*request) {
 	for _, r := range batch {
 		r.tx = Tx{Tx: tx}
 		if _, err := savepoint.ExecContext(ctx); err != nil {
+			failed = true
 			r.answer(db.unavailable(err))
 			continue
 		}
 		if err := runSafely(ctx, r); err != nil {
+			failed = true
 			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
 				tx.Rollback()
 				r.answer(err)
 				db.failAll(batch, rerr)
-				return
+				return true
 			}
 			release.ExecContext(ctx)
 			if isStorageErr(err) {
@@ -289,10 +342,17 @@ func (db *DB) commit(batch []*request) {
 		if _, err := release.ExecContext(ctx); err != nil {
 			tx.Rollback()
 			db.failAll(batch, err)
-			return
+			return true
 		}
 		ok++
 	}
+	db.finish(tx, batch, ok)
+	return failed
+}
+
+// finish commits tx, in which ok of the batch's callers succeeded, then
+// runs their commit callbacks and the commit hooks and answers them.
+func (db *DB) finish(tx *sql.Tx, batch []*request, ok int) {
 	committing := time.Now()
 	if err := tx.Commit(); err != nil {
 		tx.Rollback()

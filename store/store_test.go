@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +86,66 @@ func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
 	db.Reader().QueryRow("SELECT count(*) FROM items WHERE v = 'half'").Scan(&n)
 	if n != 0 {
 		t.Fatal("a failed write left a row behind")
+	}
+}
+
+// TestFailureInABatchTakesBackOnlyItself queues writes behind a busy writer
+// so that they share one transaction, one of them failing after it wrote: the
+// others are committed once each, with their callbacks run once each.
+func TestFailureInABatchTakesBackOnlyItself(t *testing.T) {
+	db := mustOpen(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	const queued = 5 // the middle one fails
+	var mu sync.Mutex
+	callbacks := make(map[string]int)
+	errs := make([]error, queued)
+	var wg sync.WaitGroup
+	hold := db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		// Holding the writer, start the others and wait until they are queued.
+		for i := range queued {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := fmt.Sprint("w", i)
+				errs[i] = db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO items (v) VALUES (?)", v); err != nil {
+						return err
+					}
+					tx.OnCommit(func() { mu.Lock(); callbacks[v]++; mu.Unlock() })
+					if i == queued/2 {
+						return boom
+					}
+					return nil
+				})
+			}()
+		}
+		for len(db.reqs) < queued {
+			runtime.Gosched()
+		}
+		return nil
+	})
+	if hold != nil {
+		t.Fatal(hold)
+	}
+	wg.Wait()
+	commits, _ := db.Stats()
+	for i, err := range errs {
+		v := fmt.Sprint("w", i)
+		var rows int
+		if err := db.Reader().QueryRow("SELECT count(*) FROM items WHERE v = ?", v).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := 1, error(nil)
+		if i == queued/2 {
+			want, wantErr = 0, boom
+		}
+		if !errors.Is(err, wantErr) || rows != want || callbacks[v] != want {
+			t.Errorf("write %s: err %v, %d rows, %d callbacks; want err %v, %d of each", v, err, rows, callbacks[v], wantErr, want)
+		}
+	}
+	if commits != 2 {
+		t.Errorf("%d commits, want 2: the writer's holder and the batch behind it", commits)
 	}
 }
 
