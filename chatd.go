@@ -36,9 +36,12 @@ var schemaV2 string
 //go:embed schema_v3.sql
 var schemaV3 string
 
+//go:embed schema_v4.sql
+var schemaV4 string
+
 // migrations brings a database from schema version i to i+1. A release
 // that changes the schema appends a step; steps are never edited.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // Config is the server's configuration. Zero fields take the defaults.
 type Config struct {

@@ -148,14 +148,29 @@ func anotherAdmin(ctx context.Context, tx *store.Tx, u auth.User) error {
 // DeleteRecent removes the messages that the user called name posted
 // since the given time (the zero time: all of them), and returns how many.
 func (s *Service) DeleteRecent(ctx context.Context, actor auth.User, name string, since time.Time) (int, error) {
+	if err := mustBeAdmin(actor); err != nil {
+		return 0, err
+	}
+	// Find the messages before taking the writer: that is a scan.
+	u, err := auth.UserByName(ctx, s.db.Reader(), name)
+	if err != nil {
+		return 0, err
+	}
+	sel, err := s.deps.Messages.SelectRecent(ctx, u.ID, since)
+	if err != nil {
+		return 0, err
+	}
 	var n int
-	err := s.do(ctx, actor, "user.delete_messages", func(ctx context.Context, tx *store.Tx, rec *record) error {
-		u, err := auth.UserByName(ctx, tx, name)
+	err = s.do(ctx, actor, "user.delete_messages", func(ctx context.Context, tx *store.Tx, rec *record) error {
+		now, err := auth.UserByName(ctx, tx, name)
 		if err != nil {
 			return err
 		}
-		rec.target = u.Name
-		if n, err = s.deps.Messages.DeleteRecent(ctx, tx, actor, u.ID, since); err != nil {
+		if now.ID != u.ID {
+			return api.Errorf(api.Conflict, "the account called %q changed while its messages were found; try again", name)
+		}
+		rec.target = now.Name
+		if n, err = s.deps.Messages.DeleteRecent(ctx, tx, actor, sel); err != nil {
 			return err
 		}
 		if since.IsZero() {

@@ -56,7 +56,8 @@ type Rooms interface {
 // Messages is what admin needs from the messages feature.
 type Messages interface {
 	DeleteTx(ctx context.Context, tx *store.Tx, u auth.User, id int64) (messages.Message, error)
-	DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.User, userID int64, since time.Time) (int, error)
+	SelectRecent(ctx context.Context, userID int64, since time.Time) (messages.Selection, error)
+	DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.User, sel messages.Selection) (int, error)
 	Recent(ctx context.Context, limit int) ([]messages.Message, error)
 }
 
@@ -114,11 +115,19 @@ type record struct {
 	detail string
 }
 
+// mustBeAdmin returns Forbidden unless actor is an admin.
+func mustBeAdmin(actor auth.User) error {
+	if !actor.IsAdmin() {
+		return api.Errorf(api.Forbidden, "only admins may do this")
+	}
+	return nil
+}
+
 // do runs one admin action: fn's changes and the audit record share one
 // transaction. It returns Forbidden when the actor is not an admin.
 func (s *Service) do(ctx context.Context, actor auth.User, action string, fn func(ctx context.Context, tx *store.Tx, rec *record) error) error {
-	if !actor.IsAdmin() {
-		return api.Errorf(api.Forbidden, "only admins may do this")
+	if err := mustBeAdmin(actor); err != nil {
+		return err
 	}
 	var rec record
 	err := s.db.Write(ctx, func(ctx context.Context, tx *store.Tx) error {

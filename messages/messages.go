@@ -355,33 +355,74 @@ func (s *Service) remove(ctx context.Context, tx *store.Tx, by auth.User, m Mess
 	return err
 }
 
-// DeleteRecent removes the user's messages posted since the given time, on
-// an admin's word, inside tx. It returns how many were removed.
-func (s *Service) DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.User, userID int64, since time.Time) (int, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT m.id FROM messages m WHERE m.user_id = ? AND m.created_at >= ? AND m.deleted_at IS NULL ORDER BY m.id", userID, since.UnixMilli())
+// Selection is a user's messages chosen for removal by SelectRecent, to be
+// removed by DeleteRecent.
+type Selection struct {
+	UserID int64
+	since  int64   // unix ms
+	ids    []int64 // the user's live messages since then, up to upto
+	upto   int64   // the newest message when they were read
+}
+
+// SelectRecent finds the user's live messages posted since the given time
+// (the zero time: all of them). No index leads from a user to their
+// messages (it would cost every post a page written), so it scans the
+// table; it does so from a reader, without holding up the writer.
+func (s *Service) SelectRecent(ctx context.Context, userID int64, since time.Time) (Selection, error) {
+	sel := Selection{UserID: userID, since: since.UnixMilli()}
+	// Every message up to the newest one now is in what the scan reads.
+	if err := s.db.Reader().QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM messages").Scan(&sel.upto); err != nil {
+		return Selection{}, fmt.Errorf("messages: newest message: %w", err)
+	}
+	ids, err := collectIDs(ctx, s.db.Reader(), "SELECT id FROM messages WHERE user_id = ? AND created_at >= ? AND deleted_at IS NULL AND id <= ? ORDER BY id", userID, sel.since, sel.upto)
 	if err != nil {
-		return 0, fmt.Errorf("messages: recent of %d: %w", userID, err)
+		return Selection{}, fmt.Errorf("messages: recent of %d: %w", userID, err)
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("messages: recent of %d: %w", userID, err)
-		}
-		ids = append(ids, id)
+	sel.ids = ids
+	return sel, nil
+}
+
+// DeleteRecent removes the selected messages, on an admin's word, inside
+// tx, with those the user posted since they were selected. It returns how
+// many were removed: those deleted in the meantime are not counted.
+func (s *Service) DeleteRecent(ctx context.Context, tx *store.Tx, admin auth.User, sel Selection) (int, error) {
+	later, err := collectIDs(ctx, tx, "SELECT id FROM messages WHERE id > ? AND user_id = ? AND created_at >= ? AND deleted_at IS NULL ORDER BY id", sel.upto, sel.UserID, sel.since)
+	if err != nil {
+		return 0, fmt.Errorf("messages: recent of %d: %w", sel.UserID, err)
 	}
-	rows.Close()
-	for _, id := range ids {
+	n := 0
+	for _, id := range slices.Concat(sel.ids, later) {
 		m, roomID, err := byID(ctx, tx, id)
+		if api.IsCode(err, api.NotFound) {
+			continue // deleted since the selection
+		}
 		if err != nil {
 			return 0, err
 		}
 		if err := s.remove(ctx, tx, admin, m, roomID); err != nil {
 			return 0, err
 		}
+		n++
 	}
-	return len(ids), nil
+	return n, nil
+}
+
+// collectIDs runs a query of one id column and returns the ids.
+func collectIDs(ctx context.Context, q auth.Querier, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // Recent returns the newest messages across public and private rooms,
