@@ -66,9 +66,10 @@ func DecodeContent(b []byte) (Content, error) {
 
 func writeMessage(w http.ResponseWriter, status int, m Message) {
 	w.Header().Set("Location", "/api/messages/"+strconv.FormatInt(m.ID, 10))
-	api.WriteJSON(w, status, struct {
-		Message JSON `json:"message"`
-	}{m.View()})
+	v := m.View()
+	b := append(make([]byte, 0, v.jsonSize()+16), `{"message":`...)
+	b = v.appendJSON(b)
+	api.WriteRaw(w, status, append(b, '}'))
 }
 
 func (s *Service) handlePost(w http.ResponseWriter, r *http.Request, id auth.Identity) error {

@@ -6,10 +6,10 @@ package messages
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,6 +51,34 @@ func (m Message) View() JSON {
 		j.EditedTS = api.Time(m.Edited)
 	}
 	return j
+}
+
+// appendJSON appends the view as json.Marshal would encode it, without
+// its reflection: every post encodes its message twice, for the event and
+// for the reply.
+func (j JSON) appendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, j.ID, 10)
+	b = append(b, `,"room":`...)
+	b = api.AppendString(b, j.Room)
+	b = append(b, `,"user":`...)
+	b = api.AppendString(b, j.User)
+	b = append(b, `,"text":`...)
+	b = api.AppendString(b, j.Text)
+	b = append(b, `,"html":`...)
+	b = api.AppendString(b, j.HTML)
+	b = append(b, `,"ts":`...)
+	b = api.AppendString(b, j.TS)
+	if j.EditedTS != "" {
+		b = append(b, `,"edited_ts":`...)
+		b = api.AppendString(b, j.EditedTS)
+	}
+	return append(b, '}')
+}
+
+// jsonSize is room enough for the view's JSON, but for escapes.
+func (j JSON) jsonSize() int {
+	return 128 + len(j.Room) + len(j.User) + len(j.Text) + len(j.HTML)
 }
 
 // Auditor writes moderation to the audit log inside the transaction that
@@ -194,11 +222,9 @@ func (s *Service) insert(ctx context.Context, tx *store.Tx, r rooms.Room, member
 }
 
 func (s *Service) announce(ctx context.Context, tx *store.Tx, typ string, roomID int64, members []int64, m Message) error {
-	body, err := json.Marshal(m.View())
-	if err != nil {
-		return fmt.Errorf("messages: encode: %w", err)
-	}
-	_, err = s.events.Append(ctx, tx, events.Event{
+	v := m.View()
+	body := v.appendJSON(make([]byte, 0, v.jsonSize()))
+	_, err := s.events.Append(ctx, tx, events.Event{
 		Body:     events.Body{Type: typ, Room: m.Room, User: m.User, Message: body},
 		Audience: events.RoomMembers,
 		RoomID:   roomID,
