@@ -52,9 +52,13 @@ type DB struct {
 	commitTime  func(d time.Duration) // set before the first write; run by the writer
 	isolate     bool                  // owned by the writer: the last batch had a failure
 
-	// Each caller's savepoint, prepared once: run as plain SQL, SQLite
-	// would parse them anew for every caller.
-	savepoint, release *sql.Stmt
+	// The writer's connection, held for good, and its statements, prepared
+	// once. The writer runs its transactions with plain statements on it
+	// rather than through sql.Tx, which starts a goroutine (and a context)
+	// for every query to watch for cancellation that never comes here.
+	conn                                    *sql.Conn
+	begin, commitStmt, rollback             *sql.Stmt
+	savepoint, release, rollbackToSavepoint *sql.Stmt
 
 	commits   atomic.Int64 // transactions committed
 	batched   atomic.Int64 // callers committed
@@ -64,8 +68,23 @@ type DB struct {
 
 // Tx is one caller's share of a group-committed transaction.
 type Tx struct {
-	*sql.Tx
+	conn     *sql.Conn
 	onCommit []func()
+}
+
+// ExecContext runs a statement in the transaction.
+func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.conn.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.conn.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query of at most one row in the transaction.
+func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.conn.QueryRowContext(ctx, query, args...)
 }
 
 // OnCommit registers fn to run after the transaction has committed, in
@@ -141,18 +160,41 @@ func Open(ctx context.Context, path string, migrations []string) (*DB, error) {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
-	if db.savepoint, err = write.PrepareContext(ctx, "SAVEPOINT w"); err == nil {
-		db.release, err = write.PrepareContext(ctx, "RELEASE w")
-	}
-	if err != nil {
+	if err := db.prepareWriter(ctx); err != nil {
 		read.Close()
 		write.Close()
-		return nil, fmt.Errorf("store: prepare savepoints: %w", err)
+		return nil, err
 	}
 	db.lastErr.Store("")
 	db.healthyAt.Store(time.Now().UnixMilli())
 	go db.writer()
 	return db, nil
+}
+
+// prepareWriter takes the writer's connection and prepares its statements.
+func (db *DB) prepareWriter(ctx context.Context) error {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: writer connection: %w", err)
+	}
+	db.conn = conn
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&db.begin, "BEGIN IMMEDIATE"},
+		{&db.commitStmt, "COMMIT"},
+		{&db.rollback, "ROLLBACK"},
+		{&db.savepoint, "SAVEPOINT w"},
+		{&db.release, "RELEASE w"},
+		{&db.rollbackToSavepoint, "ROLLBACK TO w"},
+	} {
+		if *p.stmt, err = conn.PrepareContext(ctx, p.sql); err != nil {
+			conn.Close()
+			return fmt.Errorf("store: prepare %s: %w", p.sql, err)
+		}
+	}
+	return nil
 }
 
 func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
@@ -281,15 +323,14 @@ func (db *DB) commit(batch []*request) {
 // transaction's.
 func (db *DB) commitPlain(batch []*request) bool {
 	ctx := context.Background()
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := db.begin.ExecContext(ctx); err != nil {
 		db.failAll(batch, err)
 		return true
 	}
 	for _, r := range batch {
-		r.tx = Tx{Tx: tx}
+		r.tx = Tx{conn: db.conn}
 		if err := runSafely(ctx, r); err != nil {
-			tx.Rollback()
+			db.rollback.ExecContext(ctx)
 			if len(batch) > 1 {
 				return false
 			}
@@ -300,7 +341,7 @@ func (db *DB) commitPlain(batch []*request) bool {
 			return true
 		}
 	}
-	db.finish(tx, batch, len(batch))
+	db.finish(batch, len(batch))
 	return true
 }
 
@@ -309,53 +350,53 @@ func (db *DB) commitPlain(batch []*request) bool {
 // and the others commit. It reports whether a caller's work failed.
 func (db *DB) commitIsolated(batch []*request) (failed bool) {
 	ctx := context.Background()
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := db.begin.ExecContext(ctx); err != nil {
 		db.failAll(batch, err)
 		return true
 	}
-	savepoint := tx.StmtContext(ctx, db.savepoint)
-	release := tx.StmtContext(ctx, db.release)
 	ok := 0
 	for _, r := range batch {
-		r.tx = Tx{Tx: tx}
-		if _, err := savepoint.ExecContext(ctx); err != nil {
+		r.tx = Tx{conn: db.conn}
+		if _, err := db.savepoint.ExecContext(ctx); err != nil {
 			failed = true
 			r.answer(db.unavailable(err))
 			continue
 		}
 		if err := runSafely(ctx, r); err != nil {
 			failed = true
-			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
-				tx.Rollback()
+			if _, rerr := db.rollbackToSavepoint.ExecContext(ctx); rerr != nil {
+				db.rollback.ExecContext(ctx)
 				r.answer(err)
 				db.failAll(batch, rerr)
 				return true
 			}
-			release.ExecContext(ctx)
+			db.release.ExecContext(ctx)
 			if isStorageErr(err) {
 				err = db.unavailable(err)
 			}
 			r.answer(err)
 			continue
 		}
-		if _, err := release.ExecContext(ctx); err != nil {
-			tx.Rollback()
+		if _, err := db.release.ExecContext(ctx); err != nil {
+			db.rollback.ExecContext(ctx)
 			db.failAll(batch, err)
 			return true
 		}
 		ok++
 	}
-	db.finish(tx, batch, ok)
+	db.finish(batch, ok)
 	return failed
 }
 
-// finish commits tx, in which ok of the batch's callers succeeded, then
-// runs their commit callbacks and the commit hooks and answers them.
-func (db *DB) finish(tx *sql.Tx, batch []*request, ok int) {
+// finish commits the transaction, in which ok of the batch's callers
+// succeeded, then runs their commit callbacks and the commit hooks and
+// answers them.
+func (db *DB) finish(batch []*request, ok int) {
+	ctx := context.Background()
 	committing := time.Now()
-	if err := tx.Commit(); err != nil {
-		tx.Rollback()
+	if _, err := db.commitStmt.ExecContext(ctx); err != nil {
+		// A failed COMMIT can leave the transaction open.
+		db.rollback.ExecContext(ctx)
 		db.failAll(batch, err)
 		return
 	}
@@ -448,8 +489,8 @@ func (db *DB) Close() error {
 		db.mu.Unlock()
 		close(db.stop)
 		<-db.done
-		db.write.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
-		err = errors.Join(db.read.Close(), db.write.Close())
+		db.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+		err = errors.Join(db.read.Close(), db.conn.Close(), db.write.Close())
 	})
 	return err
 }

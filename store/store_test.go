@@ -187,9 +187,9 @@ func TestSynchronousFull(t *testing.T) {
 	db := mustOpen(t)
 	var mode, sync int
 	var jm string
-	db.write.QueryRow("PRAGMA journal_mode").Scan(&jm)
-	db.write.QueryRow("PRAGMA synchronous").Scan(&sync)
-	db.write.QueryRow("PRAGMA foreign_keys").Scan(&mode)
+	db.conn.QueryRowContext(context.Background(), "PRAGMA journal_mode").Scan(&jm)
+	db.conn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&sync)
+	db.conn.QueryRowContext(context.Background(), "PRAGMA foreign_keys").Scan(&mode)
 	if jm != "wal" || sync != 2 || mode != 1 {
 		t.Fatalf("journal_mode=%s synchronous=%d foreign_keys=%d, want wal, 2 (FULL), 1", jm, sync, mode)
 	}
