@@ -133,8 +133,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.background()
+	go s.followCredentials()
 	return s, nil
 }
 
@@ -227,9 +228,6 @@ func (s *Server) background() {
 	// quarter of its length.
 	pruneT := time.NewTicker(max(time.Second, min(10*time.Minute, s.cfg.ReplayWindow/4)))
 	defer pruneT.Stop()
-	// Credential changes other processes make take effect within this.
-	authT := time.NewTicker(time.Second)
-	defer authT.Stop()
 	ctx := context.Background()
 	for {
 		select {
@@ -244,6 +242,29 @@ func (s *Server) background() {
 			// rather than keep it for the life of the process. A full
 			// collection of a chat server's live heap takes milliseconds.
 			debug.FreeOSMemory()
+		case <-pruneT.C:
+			if err := s.events.Prune(ctx); err != nil {
+				s.log.Error("pruning the event log", "err", err)
+			}
+		}
+	}
+}
+
+// followCredentials reads the log of credential changes once a second. It
+// has a goroutine of its own because the identity cache stops trusting its
+// entries when the log has not been read for a few seconds: work that takes
+// long elsewhere (a sweep that announces a crowd leaving) must not make
+// every request query the database in the meantime.
+func (s *Server) followCredentials() {
+	defer s.wg.Done()
+	// Credential changes other processes make take effect within this.
+	authT := time.NewTicker(time.Second)
+	defer authT.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-s.stop:
+			return
 		case <-authT.C:
 			changed, err := s.auth.ReadChanges(ctx)
 			if err != nil {
@@ -253,10 +274,6 @@ func (s *Server) background() {
 			// checked against the database.
 			for _, uid := range changed {
 				s.hub.EndUser(uid, nil)
-			}
-		case <-pruneT.C:
-			if err := s.events.Prune(ctx); err != nil {
-				s.log.Error("pruning the event log", "err", err)
 			}
 		}
 	}

@@ -353,10 +353,26 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) {
 		}
 	}
 	t.mu.Unlock()
+	// Each announcement is a write of its own, and writes in flight at the
+	// same time share a commit: announced together, a crowd that leaves at
+	// once (the end of a class, a network outage) costs a few commits
+	// rather than one fsync per user, and its logouts do not hold the
+	// writer, and the messages queued behind it, for seconds.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, sweepAnnouncers)
 	for _, uid := range gone {
-		t.announce(ctx, uid)
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			t.announce(ctx, uid)
+		})
 	}
+	wg.Wait()
 }
+
+// sweepAnnouncers bounds how many of a sweep's announcements are written at
+// once: about half of what the writer puts in one commit.
+const sweepAnnouncers = 256
 
 // Clients returns the live clients, by user name then key.
 func (t *Tracker) Clients() []Client {

@@ -429,6 +429,68 @@ func TestPresenceTimeoutLogsOut(t *testing.T) {
 	}
 }
 
+// TestCrowdLeavesAtOnce: when many users stop polling together (the end of
+// a class, an outage on their side), everyone who stays sees each of them
+// log out exactly once. The logouts share commits rather than costing one
+// fsync each in a row, which held the writer, and every message posted
+// meanwhile, for seconds when thousands left at once.
+func TestCrowdLeavesAtOnce(t *testing.T) {
+	const n = 200
+	srv := startServer(t, "CHATD_PRESENCE_TIMEOUT=2s")
+	bots := makeBots(t, srv, "crowd", n, true)
+	alice := register(t, srv, "alice", "password1")
+	cursor := alice.state()
+
+	var wg sync.WaitGroup
+	for i, b := range bots {
+		c := clientFrom(t, srv, loopbackIP(i))
+		c.Token = b.Token
+		wg.Go(func() { c.poll(-1, 0) })
+	}
+	wg.Wait()
+	online := map[string]bool{}
+	alice.waitFor(&cursor, 20*time.Second, func(e event) bool {
+		if e.Type == "login" && strings.HasPrefix(e.User, "crowd") {
+			online[e.User] = true
+		}
+		return len(online) == n
+	})
+	if len(online) != n {
+		t.Fatalf("alice saw %d of the %d bots come online", len(online), n)
+	}
+	commits := metric(t, srv, "chatd_store_commits_total")
+
+	// None of them polls again: after the presence timeout all are gone.
+	loggedOut := map[string]int{}
+	saw := alice.waitFor(&cursor, 30*time.Second, func(e event) bool {
+		if e.Type == "logout" && strings.HasPrefix(e.User, "crowd") {
+			loggedOut[e.User]++
+		}
+		return len(loggedOut) == n
+	})
+	if len(loggedOut) != n {
+		t.Fatalf("alice saw %d of the %d bots log out", len(loggedOut), n)
+	}
+	// Anything that came with the last one, and right after it.
+	saw = append(saw, alice.poll(cursor, 0).Events...)
+	loggedOut = map[string]int{}
+	for _, e := range saw {
+		if e.Type == "logout" {
+			loggedOut[e.User]++
+		}
+	}
+	for who, times := range loggedOut {
+		if times != 1 || !strings.HasPrefix(who, "crowd") {
+			t.Errorf("%s logged out %d times", who, times)
+		}
+	}
+	used := metric(t, srv, "chatd_store_commits_total") - commits
+	t.Logf("%d logouts in %.0f commits", n, used)
+	if used > n/2 {
+		t.Errorf("%d logouts took %.0f commits: each was committed on its own", n, used)
+	}
+}
+
 // TestHangUpOnWaitingPollLogsOut: a browser that goes away while its poll
 // waits (its last tabs closed together, so none sent the goodbye beacon)
 // is offline within seconds, not after the 60 s presence timeout. One that
