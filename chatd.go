@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -228,6 +227,7 @@ func (s *Server) background() {
 	// quarter of its length.
 	pruneT := time.NewTicker(max(time.Second, min(10*time.Minute, s.cfg.ReplayWindow/4)))
 	defer pruneT.Stop()
+	var heap heapRelease
 	ctx := context.Background()
 	for {
 		select {
@@ -237,11 +237,7 @@ func (s *Server) background() {
 			s.presence.Sweep(ctx, now)
 		case now := <-queuesT.C:
 			s.hub.Sweep(now)
-			// Bursts (a reconnect storm, a crowd signing in) leave the heap
-			// large and mostly free; hand the free part back to the OS
-			// rather than keep it for the life of the process. A full
-			// collection of a chat server's live heap takes milliseconds.
-			debug.FreeOSMemory()
+			heap.afterBurst()
 		case <-pruneT.C:
 			if err := s.events.Prune(ctx); err != nil {
 				s.log.Error("pruning the event log", "err", err)
