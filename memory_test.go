@@ -10,19 +10,20 @@ import (
 // coming, when it would only be faulted in again.
 func TestHeapReleaseOnlyWhenQuiet(t *testing.T) {
 	const mib = 1 << 20
-	h := heapRelease{cycles: 10}
+	h := heapRelease{cycles: 10, after: 100 * mib}
 	for _, look := range []struct {
-		cycles, free uint64
-		want         bool
-		why          string
+		cycles, free, objects uint64
+		want                  bool
+		why                   string
 	}{
-		{14, 200 * mib, false, "four collections since the last look: the heap is busy"},
-		{15, 200 * mib, true, "one collection since the last look, 200 MiB free"},
-		{15, 8 * mib, false, "quiet, but only 8 MiB free"},
-		{15, minRelease, true, "quiet, minRelease free"},
-		{17, 64 * mib, false, "two collections since the last look"},
+		{14, 200 * mib, 300 * mib, false, "four collections since the last look: the heap is busy"},
+		{15, 200 * mib, 100 * mib, true, "one collection since the last look, 200 MiB free"},
+		{15, 8 * mib, 104 * mib, false, "quiet, but only 8 MiB free and 4 MiB of new objects"},
+		{15, minRelease, 100 * mib, true, "quiet, minRelease free"},
+		{15, 0, 100*mib + minRelease, true, "quiet, minRelease of new objects since the last release"},
+		{17, 64 * mib, 300 * mib, false, "two collections since the last look"},
 	} {
-		if got := h.quiet(look.cycles, look.free); got != look.want {
+		if got := h.quiet(look.cycles, look.free, look.objects); got != look.want {
 			t.Errorf("%s: release %v, want %v", look.why, got, look.want)
 		}
 	}
@@ -32,11 +33,14 @@ func TestHeapReleaseOnlyWhenQuiet(t *testing.T) {
 // runtime's own.
 func TestHeapReleaseReadsTheRuntime(t *testing.T) {
 	var h heapRelease
-	before, _ := h.read()
+	before, _, _ := h.read()
 	runtime.GC()
-	after, _ := h.read()
+	after, _, objects := h.read()
 	if after <= before {
 		t.Fatalf("collections counted %d before runtime.GC and %d after", before, after)
 	}
-	h.afterBurst() // must not panic on either sample
+	if objects == 0 {
+		t.Fatal("no bytes in objects")
+	}
+	h.afterBurst() // must not panic on any sample
 }
