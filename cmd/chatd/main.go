@@ -173,7 +173,10 @@ func serve(args []string) error {
 		}()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(srv.Listen(ln)) }()
+	// Wrapped here rather than in the serving goroutine: the shutdown below
+	// reads what Listen sets up.
+	rl := srv.Listen(ln)
+	go func() { errc <- hs.Serve(rl) }()
 	log.Info("chatd serving", "addr", ln.Addr().String(), "db", f.cfg.DB)
 
 	select {
