@@ -5,7 +5,8 @@ import (
 	rtmetrics "runtime/metrics"
 )
 
-// minRelease is the least free heap worth handing back to the OS at once.
+// minRelease is the least memory worth a forced collection and release:
+// of free heap, or of objects new since the last release.
 const minRelease = 16 << 20
 
 // heapRelease hands the memory a burst left behind (a crowd signing in, a
