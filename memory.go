@@ -30,16 +30,15 @@ type heapRelease struct {
 }
 
 // afterBurst looks at the heap and releases its free memory if the server
-// is quiet. It reports whether it did. The caller calls it periodically
-// (every 30 s) from one goroutine.
-func (h *heapRelease) afterBurst() bool {
+// is quiet. The caller calls it periodically (every 30 s) from one
+// goroutine.
+func (h *heapRelease) afterBurst() {
 	if !h.quiet(h.read()) {
-		return false
+		return
 	}
 	debug.FreeOSMemory()
 	// Its own collection says nothing about the load.
 	h.cycles, _, h.after = h.read()
-	return true
 }
 
 // quiet reports, from the count of collections so far, the free heap the
