@@ -462,22 +462,26 @@ func TestCrowdLeavesAtOnce(t *testing.T) {
 
 	// None of them polls again: after the presence timeout all are gone.
 	loggedOut := map[string]int{}
-	saw := alice.waitFor(&cursor, 30*time.Second, func(e event) bool {
-		if e.Type == "logout" && strings.HasPrefix(e.User, "crowd") {
-			loggedOut[e.User]++
+	gone := 0 // bots seen logging out
+	tally := func(e event) {
+		if e.Type != "logout" {
+			return
 		}
-		return len(loggedOut) == n
+		loggedOut[e.User]++
+		if loggedOut[e.User] == 1 && strings.HasPrefix(e.User, "crowd") {
+			gone++
+		}
+	}
+	alice.waitFor(&cursor, 30*time.Second, func(e event) bool {
+		tally(e)
+		return gone == n
 	})
-	if len(loggedOut) != n {
-		t.Fatalf("alice saw %d of the %d bots log out", len(loggedOut), n)
+	if gone != n {
+		t.Fatalf("alice saw %d of the %d bots log out", gone, n)
 	}
 	// Anything that came with the last one, and right after it.
-	saw = append(saw, alice.poll(cursor, 0).Events...)
-	loggedOut = map[string]int{}
-	for _, e := range saw {
-		if e.Type == "logout" {
-			loggedOut[e.User]++
-		}
+	for _, e := range alice.poll(cursor, 0).Events {
+		tally(e)
 	}
 	for who, times := range loggedOut {
 		if times != 1 || !strings.HasPrefix(who, "crowd") {
