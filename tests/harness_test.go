@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "chatd")
-	build := exec.Command("go", "build", "-o", binary, "chatd/cmd/chatd")
+	args := []string{"build", "-o", binary}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "chatd/cmd/chatd")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building chatd:", err)
@@ -87,6 +91,11 @@ func startServer(t testing.TB, extraEnv ...string) *server {
 		s.mu.Unlock()
 		if cmd != nil {
 			s.Stop(t)
+		}
+		// A race-built server reports a data race on its stderr; after
+		// SIGTERM it also exits non-zero, but a killed one cannot.
+		if strings.Contains(s.Log(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in chatd")
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.Log())
