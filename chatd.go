@@ -142,6 +142,7 @@ func build(ctx context.Context, cfg Config, db *store.DB) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, db: db, stop: make(chan struct{})}
 	s.metrics = newMetrics()
 	db.ObserveCommits(s.metrics.observeCommit)
+	db.ObserveWrites(s.metrics.observeWrite)
 	var err error
 	if s.events, err = events.Open(ctx, db, cfg.ReplayWindow); err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ type metrics struct {
 	events   prometheus.Counter
 	delivery prometheus.Histogram
 	commit   prometheus.Histogram
+	write    prometheus.Histogram
 }
 
 // latencyBuckets are the bounds, in seconds, of the latency histograms:
@@ -38,7 +39,12 @@ func newMetrics() *metrics {
 		Help:    "Time each write transaction's COMMIT took: the WAL append and its fsync, the disk's share of a write's latency.",
 		Buckets: latencyBuckets,
 	})
-	m.reg.MustRegister(m.events, m.delivery, m.commit,
+	m.write = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chatd_store_write_seconds",
+		Help:    "Time each write (a post, a join, a presence change) waited from its caller's side: for the writer, its work, and the commit it shares.",
+		Buckets: latencyBuckets,
+	})
+	m.reg.MustRegister(m.events, m.delivery, m.commit, m.write,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -47,6 +53,8 @@ func newMetrics() *metrics {
 func (m *metrics) observeDelivery(d time.Duration) { m.delivery.Observe(d.Seconds()) }
 
 func (m *metrics) observeCommit(d time.Duration) { m.commit.Observe(d.Seconds()) }
+
+func (m *metrics) observeWrite(d time.Duration) { m.write.Observe(d.Seconds()) }
 
 // watch registers the gauges read from the server's live state.
 func (m *metrics) watch(s *Server) {

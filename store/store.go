@@ -50,6 +50,7 @@ type DB struct {
 
 	afterCommit []func()              // set before the first write; run by the writer
 	commitTime  func(d time.Duration) // set before the first write; run by the writer
+	writeTime   func(d time.Duration) // set before the first write; run by each caller
 	isolate     bool                  // owned by the writer: the last batch had a failure
 
 	// The writer's connection, held for good, and its statements, prepared
@@ -237,6 +238,13 @@ func (db *DB) AfterCommit(fn func()) { db.afterCommit = append(db.afterCommit, f
 // Write; fn runs in the writer and must be quick.
 func (db *DB) ObserveCommits(fn func(d time.Duration)) { db.commitTime = fn }
 
+// ObserveWrites registers fn to be told, after each Write whose work was
+// queued, how long its caller waited: for the writer to take the work up,
+// for the work, and for the commit it shares. A commit that stalls shows
+// in every write that waited behind it. It must be called before the first
+// Write; fn runs in the caller's goroutine.
+func (db *DB) ObserveWrites(fn func(d time.Duration)) { db.writeTime = fn }
+
 // Reader returns the pool of read-only connections.
 func (db *DB) Reader() *sql.DB { return db.read }
 
@@ -254,6 +262,10 @@ func (db *DB) Reader() *sql.DB { return db.read }
 func (db *DB) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
 	errc := make(chan error, 1)
 	req := &request{fn: fn, errc: errc}
+	var start time.Time
+	if db.writeTime != nil {
+		start = time.Now()
+	}
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
@@ -268,7 +280,11 @@ func (db *DB) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) er
 	}
 	// Once queued, the work will run: wait for its result even if ctx ends,
 	// so that a caller never reports failure for a committed write.
-	return <-errc
+	err := <-errc
+	if db.writeTime != nil {
+		db.writeTime(time.Since(start))
+	}
+	return err
 }
 
 func (db *DB) writer() {

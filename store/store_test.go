@@ -223,3 +223,57 @@ func TestObserveCommitsTimesEachCommit(t *testing.T) {
 		}
 	}
 }
+
+func TestObserveWritesTimesTheCallersWait(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), []string{testSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mu sync.Mutex
+	var waits []time.Duration
+	db.ObserveWrites(func(d time.Duration) {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+	})
+	ctx := context.Background()
+	insert := func(v string) func(ctx context.Context, tx *Tx) error {
+		return func(ctx context.Context, tx *Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO items (v) VALUES (?)", v)
+			return err
+		}
+	}
+	// The first write holds the writer until the second is queued behind
+	// it, then works for 30 ms: the second caller's wait includes that.
+	const work = 30 * time.Millisecond
+	running := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- db.Write(ctx, func(ctx context.Context, tx *Tx) error {
+			close(running)
+			for len(db.reqs) == 0 {
+				runtime.Gosched()
+			}
+			time.Sleep(work) // the slow work itself, not a wait for something
+			return insert("first")(ctx, tx)
+		})
+	}()
+	<-running
+	if err := db.Write(ctx, insert("second")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) != 2 {
+		t.Fatalf("%d writes observed, want 2", len(waits))
+	}
+	for i, d := range waits {
+		if d < work {
+			t.Errorf("write %d waited %v by its observation, want at least the %v of work it waited behind", i, d, work)
+		}
+	}
+}

@@ -680,17 +680,37 @@ func (c *client) pollAsync(cursor int64, timeout time.Duration) <-chan *response
 }
 
 // An operator can tell a slow disk from a slow server: /metrics times each
-// commit's WAL append and fsync.
+// commit's WAL append and fsync, and how long each write's caller waited,
+// which includes the commit it shared.
 func TestMetricsTimeCommits(t *testing.T) {
 	srv := startServer(t)
 	c := register(t, srv, "alice", "password1")
 	before := metric(t, srv, "chatd_store_commit_seconds_count")
+	writesBefore := metric(t, srv, "chatd_store_write_seconds_count")
 	c.must(201, "POST", "/api/rooms/lobby/messages", map[string]string{"text": "hello"})
 	after := metric(t, srv, "chatd_store_commit_seconds_count")
 	if before < 1 || after <= before {
 		t.Fatalf("commits timed: %v after signing up, %v after posting; want at least one each time, and more after", before, after)
 	}
-	if sum := metric(t, srv, "chatd_store_commit_seconds_sum"); sum <= 0 {
-		t.Fatalf("commit time sum %v, want > 0", sum)
+	if writes := metric(t, srv, "chatd_store_write_seconds_count"); writesBefore < 1 || writes <= writesBefore {
+		t.Fatalf("writes timed: %v after signing up, %v after posting; want at least one each time, and more after", writesBefore, writes)
+	}
+	commitSum := metric(t, srv, "chatd_store_commit_seconds_sum")
+	if commitSum <= 0 {
+		t.Fatalf("commit time sum %v, want > 0", commitSum)
+	}
+	// Each commit had a caller waiting through it. (A background write's
+	// caller is told its wait a moment after the writer timed its commit,
+	// so the writes' sum may take that moment to catch up.)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		writeSum := metric(t, srv, "chatd_store_write_seconds_sum")
+		if writeSum >= commitSum {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes waited %v s in all, less than the %v s their commits took", writeSum, commitSum)
+		}
+		time.Sleep(10 * time.Millisecond) // between readings of the condition
 	}
 }

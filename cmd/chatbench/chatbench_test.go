@@ -260,14 +260,14 @@ func TestReplotRoundTrip(t *testing.T) {
 }
 
 func TestCommitHistogram(t *testing.T) {
-	read := func(c1, c5, c20, cInf, sum float64) commitHist {
+	read := func(c1, c5, c20, cInf, sum float64) timeHist {
 		text := fmt.Sprintf("# TYPE chatd_store_commit_seconds histogram\n"+
 			"chatd_store_commit_seconds_bucket{le=\"0.001\"} %g\n"+
 			"chatd_store_commit_seconds_bucket{le=\"0.005\"} %g\n"+
 			"chatd_store_commit_seconds_bucket{le=\"0.02\"} %g\n"+
 			"chatd_store_commit_seconds_bucket{le=\"+Inf\"} %g\n"+
 			"chatd_store_commit_seconds_sum %g\nchatd_store_commit_seconds_count %g\n", c1, c5, c20, cInf, sum, cInf)
-		h, ok := parseCommitHist([]byte(text))
+		h, ok := parseHist([]byte(text), commitMetric)
 		if !ok {
 			t.Fatalf("histogram not found in\n%s", text)
 		}
@@ -276,7 +276,7 @@ func TestCommitHistogram(t *testing.T) {
 	before := read(10, 10, 10, 10, 0.005)
 	after := read(900, 985, 1001, 1010, 2.005)
 	s := after.minus(before).summary()
-	if s.Commits != 1000 || s.Over5 != 25 || s.Over20 != 9 || s.P99Ms != 20 || s.MeanMs != 2 || s.SlowestMs != -1 {
+	if s.Count != 1000 || s.Over5 != 25 || s.Over20 != 9 || s.P99Ms != 20 || s.MeanMs != 2 || s.SlowestMs != -1 {
 		t.Errorf("summary of 1,000 commits = %+v, want 25 over 5 ms, 9 over 20 ms, p99 ≤ 20 ms, mean 2 ms, slowest beyond the buckets", s)
 	}
 	if s := read(900, 985, 989, 1000, 2).summary(); s.P99Ms != -1 {
@@ -285,10 +285,28 @@ func TestCommitHistogram(t *testing.T) {
 	if s := read(900, 1000, 1000, 1000, 2).summary(); s.SlowestMs != 5 || s.P99Ms != 5 {
 		t.Errorf("all within 5 ms: p99 %v ms, slowest %v ms, want both ≤ 5", s.P99Ms, s.SlowestMs)
 	}
-	if s2 := after.minus(before).plus(after.minus(before)).summary(); s2.Commits != 2000 || s2.Over5 != 50 {
+	if s2 := after.minus(before).plus(after.minus(before)).summary(); s2.Count != 2000 || s2.Over5 != 50 {
 		t.Errorf("two windows added = %+v, want 2,000 commits, 50 over 5 ms", s2)
 	}
-	if _, ok := parseCommitHist([]byte("chatd_long_polls_pending 3\n")); ok {
+	if _, ok := parseHist([]byte("chatd_long_polls_pending 3\n"), commitMetric); ok {
 		t.Error("found a histogram where there is none")
+	}
+}
+
+func TestStoreHistograms(t *testing.T) {
+	text := func(metric string, fast, all float64) string {
+		return fmt.Sprintf("%[1]s_bucket{le=\"0.005\"} %[2]g\n%[1]s_bucket{le=\"+Inf\"} %[3]g\n%[1]s_sum 1\n%[1]s_count %[3]g\n", metric, fast, all)
+	}
+	h, ok := parseStoreHists([]byte(text(commitMetric, 90, 100) + text(writeMetric, 150, 200)))
+	if !ok {
+		t.Fatal("store histograms not found")
+	}
+	if c, w := h.commits.summary(), h.writes.summary(); c.Count != 100 || c.Over5 != 10 || w.Count != 200 || w.Over5 != 50 {
+		t.Errorf("commits %+v, writes %+v: want 100 commits (10 over 5 ms) and 200 writes (50 over 5 ms)", c, w)
+	}
+	// A chatd from before the writes were timed: the commits alone.
+	h, ok = parseStoreHists([]byte(text(commitMetric, 90, 100)))
+	if !ok || h.commits.n != 100 || h.writes.n != 0 {
+		t.Errorf("commits only: ok %v, %v commits, %v writes; want 100 and none", ok, h.commits.n, h.writes.n)
 	}
 }

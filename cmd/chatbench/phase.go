@@ -25,8 +25,8 @@ type stepStats struct {
 	acked      atomic.Int64
 	postErrors atomic.Int64
 
-	win     windowResult // server and harness resources over the step
-	commits *commitHist  // the server's commits over the step, if it times them
+	win   windowResult // server and harness resources over the step
+	store *storeHists  // the server's commits and writes over the step, if it times them
 }
 
 // phaseStats counts one phase of one scenario on one system.
@@ -252,7 +252,7 @@ func (ph *phase) post(steps []step, judge func(k int) bool) {
 	for k := range steps {
 		pause(ph.ctx, time.Until(starts[k]))
 		ph.curStep.Store(int32(k))
-		h0, timed := ph.sys.commitTimes(ph.ctx)
+		h0, timed := ph.sys.storeTimes(ph.ctx)
 		w := openWindow(ph.sys.procs())
 		end := time.NewTimer(time.Until(starts[k].Add(steps[k].dur)))
 		select {
@@ -266,9 +266,9 @@ func (ph *phase) post(steps []step, judge func(k int) bool) {
 			ph.stats.noteError("measure: " + err.Error())
 		}
 		ph.stats.steps[k].win = res
-		if h1, ok := ph.sys.commitTimes(ph.ctx); timed && ok {
+		if h1, ok := ph.sys.storeTimes(ph.ctx); timed && ok {
 			d := h1.minus(h0)
-			ph.stats.steps[k].commits = &d
+			ph.stats.steps[k].store = &d
 		}
 		if judge != nil && !judge(k) {
 			ph.lastStep.Store(int32(k + 1))

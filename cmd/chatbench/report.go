@@ -178,15 +178,11 @@ func (rp *report) markdown() string {
 			fmt.Fprintf(&b, "; fsync probe before it (64 KiB every 2 ms): p50 %s ms, p99 %s ms, max %s ms, %s of %s over 5 ms",
 				num(p.P50Ms), num(p.P99Ms), num(p.MaxMs), thousands(int64(p.Over5)), thousands(int64(p.Syncs)))
 		}
-		if c := r.Commits; c != nil && c.Commits > 0 {
-			bound := func(ms float64) string {
-				if ms < 0 {
-					return "beyond the last bucket"
-				}
-				return "≤ " + num(ms) + " ms"
-			}
-			fmt.Fprintf(&b, "; its commits while measured: %s, mean %s ms, p99 %s, slowest %s, %s over 5 ms, %s over 20 ms",
-				thousands(c.Commits), num(c.MeanMs), bound(c.P99Ms), bound(c.SlowestMs), thousands(c.Over5), thousands(c.Over20))
+		if c := r.Commits; c != nil && c.Count > 0 {
+			fmt.Fprintf(&b, "; its commits while measured: %s", c.describe())
+		}
+		if w := r.Writes; w != nil && w.Count > 0 {
+			fmt.Fprintf(&b, "; its writes (the caller's wait, queueing included): %s", w.describe())
 		}
 		if r.Failed != "" {
 			fmt.Fprintf(&b, "; **failed**: %s", oneLine(r.Failed))

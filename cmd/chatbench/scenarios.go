@@ -15,13 +15,16 @@ type result struct {
 	Load1    float64 `json:"load1"` // one-minute load average when it started
 	// Fsync is the probe of the server's data directory before the
 	// scenario; Commits the server's own commit times over the measured
-	// steps (both only for a server that stores to disk).
-	Fsync   *fsyncProbe    `json:"fsync_probe,omitempty"`
-	Commits *commitSummary `json:"commits,omitempty"`
-	Metrics []metric       `json:"metrics"`
-	Steps   []stepResult   `json:"steps,omitempty"`
-	Errors  []string       `json:"errors,omitempty"`
-	Failed  string         `json:"failed,omitempty"`
+	// steps, and Writes how long its writes' callers waited, queueing
+	// behind other writes included (all only for a server that stores to
+	// disk).
+	Fsync   *fsyncProbe  `json:"fsync_probe,omitempty"`
+	Commits *timeSummary `json:"commits,omitempty"`
+	Writes  *timeSummary `json:"writes,omitempty"`
+	Metrics []metric     `json:"metrics"`
+	Steps   []stepResult `json:"steps,omitempty"`
+	Errors  []string     `json:"errors,omitempty"`
+	Failed  string       `json:"failed,omitempty"`
 }
 
 // metric is one figure of a result. Better says which way is good: +1
@@ -230,19 +233,23 @@ func finish(res *result, ph *phase) {
 		zero("errors", s.pollErrs.Load()+postErrs),
 	)
 	res.Errors = append(res.Errors, s.errorSamples(8)...)
-	var all commitHist
+	var all storeHists
 	timed := false
 	for k, st := range s.steps {
 		if k >= int(ph.lastStep.Load()) {
 			break
 		}
-		if st.commits != nil {
-			all, timed = all.plus(*st.commits), true
+		if st.store != nil {
+			all, timed = all.plus(*st.store), true
 		}
 	}
 	if timed {
-		c := all.summary()
+		c := all.commits.summary()
 		res.Commits = &c
+		if all.writes.n > 0 {
+			w := all.writes.summary()
+			res.Writes = &w
+		}
 	}
 }
 

@@ -60,7 +60,7 @@ func TestSmokeChatd(t *testing.T) {
 	}
 	report := runSmokeCheck(t, "-chatd-bin", bin, "-fsync-probe", "500ms")
 	// The disk's share is reported beside the figures it explains.
-	for _, want := range []string{"fsync probe before it", "its commits while measured"} {
+	for _, want := range []string{"fsync probe before it", "its commits while measured", "its writes (the caller's wait"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report's conditions lack %q", want)
 		}

@@ -42,9 +42,9 @@ type system interface {
 	postAccepted(status int) bool
 	// held returns the number of long-polls the server reports it holds.
 	held(ctx context.Context) (int, error)
-	// commitTimes reads the server's histogram of commit times, if it
-	// keeps one.
-	commitTimes(ctx context.Context) (commitHist, bool)
+	// storeTimes reads the server's histograms of commit and write
+	// times, if it keeps them.
+	storeTimes(ctx context.Context) (storeHists, bool)
 	// dataDir is the directory of the server's database ("" for none).
 	dataDir() string
 	// stop stops the server if chatbench started it.
