@@ -702,15 +702,7 @@ func TestMetricsTimeCommits(t *testing.T) {
 	// Each commit had a caller waiting through it. (A background write's
 	// caller is told its wait a moment after the writer timed its commit,
 	// so the writes' sum may take that moment to catch up.)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		writeSum := metric(t, srv, "chatd_store_write_seconds_sum")
-		if writeSum >= commitSum {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writes waited %v s in all, less than the %v s their commits took", writeSum, commitSum)
-		}
-		time.Sleep(10 * time.Millisecond) // between readings of the condition
-	}
+	eventually(t, fmt.Sprintf("the writes' waits to add up to at least the %v s their commits took", commitSum), 5*time.Second, func() bool {
+		return metric(t, srv, "chatd_store_write_seconds_sum") >= commitSum
+	})
 }
