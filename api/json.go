@@ -4,8 +4,9 @@ import "unicode/utf8"
 
 // AppendString appends s to b as a JSON string, escaped byte for byte as
 // encoding/json escapes it: quotes, backslashes and control characters,
-// the HTML-sensitive <, > and &, U+2028 and U+2029, and invalid UTF-8 as
-// U+FFFD. The hot paths that encode an event by hand use it, so that what
+// the HTML-sensitive <, > and &, U+2028 and U+2029, and each invalid
+// UTF-8 byte as the character U+FFFD (written as itself, not escaped, as
+// encoding/json writes it from Go 1.27 on). The hot paths that encode an event by hand use it, so that what
 // they write is what json.Marshal would have written.
 func AppendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -42,7 +43,7 @@ func AppendString(b []byte, s string) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, "\uFFFD"...)
 		case r == '\u2028' || r == '\u2029':
 			b = append(b, s[start:i]...)
 			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
