@@ -6,8 +6,9 @@ import "unicode/utf8"
 // encoding/json escapes it: quotes, backslashes and control characters,
 // the HTML-sensitive <, > and &, U+2028 and U+2029, and each invalid
 // UTF-8 byte as the character U+FFFD (written as itself, not escaped, as
-// encoding/json writes it from Go 1.27 on). The hot paths that encode an event by hand use it, so that what
-// they write is what json.Marshal would have written.
+// encoding/json writes it from Go 1.27 on). The hot paths that encode an
+// event by hand use it, so that what they write is what json.Marshal
+// would have written.
 func AppendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
