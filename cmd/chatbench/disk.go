@@ -154,8 +154,8 @@ func (h timeHist) bound(n float64) float64 {
 	return -1
 }
 
-// at returns how many commits took at most le seconds (le must be a bucket
-// bound; otherwise the next smaller bound counts).
+// at returns how many observations took at most le seconds (le must be a
+// bucket bound; otherwise the next smaller bound counts).
 func (h timeHist) at(le float64) float64 {
 	var c float64
 	for i, b := range h.le {
